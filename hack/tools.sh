@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Builds the real components the tests run against (RECIPES.md in the design
+# brief) from the Go module proxy, once, into a cache outside the clone keyed by
+# version, and prints the directory that holds the binary.
+#
+#   hack/tools.sh registry|oras|helm|kube-apiserver|kubectl|etcd   -> prints its bin dir
+#   hack/tools.sh envtest                                        -> bin dir with kube-apiserver + etcd
+#
+# Nothing is downloaded from release pages: every binary comes from `go build`.
+set -euo pipefail
+
+REGISTRY_VERSION=v3.1.2
+ORAS_VERSION=v1.3.6
+HELM_VERSION=v3.22.0
+KUBERNETES_VERSION=v1.37.2
+ETCD_VERSION=v3.7.3
+
+CACHE=${TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tekton-oci-transport/tools}
+
+log() { printf 'tools: %s\n' "$*" >&2; }
+
+# cached NAME VERSION BUILD_FUNCTION: runs the build function only when the
+# binary is missing, writing into a temp dir renamed into place at the end so
+# an interrupted build never leaves a half-written tool behind.
+cached() {
+  local name=$1 version=$2 build=$3
+  local dir=$CACHE/$name-$version
+  if [ ! -x "$dir/$name" ]; then
+    local tmp
+    mkdir -p "$CACHE"
+    tmp=$(mktemp -d "$CACHE/.$name-XXXXXX")
+    log "building $name $version (once; cached in $dir)"
+    local start=$SECONDS
+    "$build" "$tmp" "$version"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    log "built $name $version in $((SECONDS - start))s"
+  fi
+  printf '%s\n' "$dir"
+}
+
+build_registry() { GOBIN=$1 go install "github.com/distribution/distribution/v3/cmd/registry@$2"; }
+build_oras() { GOBIN=$1 go install "oras.land/oras/cmd/oras@$2"; }
+build_helm() { GOBIN=$1 go install "helm.sh/helm/v3/cmd/helm@$2"; }
+
+# k8s.io/kubernetes replaces its staging modules with local paths, so it cannot
+# be `go install`ed: a wrapper module pins each staging module to its release.
+kube_wrapper() {
+  local version=$1 mod=$CACHE/.src/kubernetes-$version
+  if [ ! -f "$mod/go.sum" ]; then
+    mkdir -p "$mod"
+    (
+      cd "$mod"
+      printf 'module kubewrapper\n\ngo 1.26\n\nrequire k8s.io/kubernetes %s\n' "$version" > go.mod
+      printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' > tools.go
+      go mod download "k8s.io/kubernetes@$version"
+      local kgomod staging=${version/v1./v0.}
+      kgomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+      grep -E '^\s*k8s.io/[a-z0-9-]+ => ./staging/' "$kgomod" | awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}' >> go.mod
+      go mod tidy >&2
+    )
+  fi
+  printf '%s\n' "$mod"
+}
+
+kube_ldflags() {
+  local v=$1 minor
+  minor=$(echo "$v" | cut -d. -f2)
+  local f="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    f+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  printf '%s' "$f"
+}
+
+build_kube() {
+  local out=$1 version=$2 cmd=$3 mod
+  mod=$(kube_wrapper "$version")
+  (cd "$mod" && go build -ldflags "$(kube_ldflags "$version")" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+}
+build_kube-apiserver() { build_kube "$1" "$2" kube-apiserver; }
+build_kubectl() { build_kube "$1" "$2" kubectl; }
+
+build_etcd() {
+  local out=$1 version=$2 mod=$CACHE/.src/etcd-$2
+  if [ ! -f "$mod/go.sum" ]; then
+    mkdir -p "$mod"
+    (
+      cd "$mod"
+      printf 'module etcdwrapper\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$version" > go.mod
+      printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
+      go mod tidy >&2
+    )
+  fi
+  (cd "$mod" && go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3)
+}
+
+tool() {
+  case $1 in
+    registry) cached registry "$REGISTRY_VERSION" build_registry ;;
+    oras) cached oras "$ORAS_VERSION" build_oras ;;
+    helm) cached helm "$HELM_VERSION" build_helm ;;
+    kube-apiserver) cached kube-apiserver "$KUBERNETES_VERSION" build_kube-apiserver ;;
+    kubectl) cached kubectl "$KUBERNETES_VERSION" build_kubectl ;;
+    etcd) cached etcd "$ETCD_VERSION" build_etcd ;;
+    envtest)
+      # envtest wants kube-apiserver and etcd side by side in one directory.
+      local dir=$CACHE/envtest-$KUBERNETES_VERSION-$ETCD_VERSION api etcd
+      api=$(tool kube-apiserver)
+      etcd=$(tool etcd)
+      mkdir -p "$dir"
+      ln -sf "$api/kube-apiserver" "$dir/kube-apiserver"
+      ln -sf "$etcd/etcd" "$dir/etcd"
+      printf '%s\n' "$dir"
+      ;;
+    *) echo "usage: $0 registry|oras|helm|kube-apiserver|kubectl|etcd|envtest" >&2; exit 2 ;;
+  esac
+}
+
+for t in "$@"; do tool "$t"; done

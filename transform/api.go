@@ -1,0 +1,154 @@
+// Package transform is the pure rewrite at the heart of tekton-oci-transport:
+// given a PipelineRun, the Pipeline and Task specs it uses and options, it
+// returns the PipelineRun that moves its volumeClaimTemplate workspaces through
+// an OCI registry instead of a PVC, and a report of what it did and why.
+//
+// It has no Kubernetes client, no network and no clock, and never mutates its
+// input: the caller (the webhook, the offline convert command) resolves every
+// reference and passes the specs in Resolved.
+package transform
+
+import (
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+)
+
+// Domain is the prefix of every annotation, label, and the reserved prefix of
+// every name the conversion injects (steps, params, volumes).
+const (
+	Domain = "oci-transport.tekton.dev"
+
+	// EnabledLabel opts a PipelineRun (or its namespace) in.
+	EnabledLabel = Domain + "/enabled"
+
+	// AnnotationConverted marks a converted run; its value is the
+	// comma-separated list of converted pipeline workspaces. Its presence makes
+	// a second conversion a no-op.
+	AnnotationConverted = Domain + "/converted-workspaces"
+	// AnnotationRepository is the artifact repository pattern, with Tekton's
+	// run-time variables still in it and <workspace> for the workspace name.
+	AnnotationRepository = Domain + "/repository"
+	// AnnotationSources records where each inlined spec came from (JSON).
+	AnnotationSources = Domain + "/sources"
+	// AnnotationTasks records, per converted task, what it pulls and pushes (JSON).
+	AnnotationTasks = Domain + "/tasks"
+	// AnnotationSkippedReason says why a run that opted in was left unchanged
+	// (written by the webhook, which owns the admission outcome).
+	AnnotationSkippedReason = Domain + "/skipped-reason"
+
+	// ReservedPrefix starts every injected step, param and volume name.
+	ReservedPrefix = "oci-transport-"
+)
+
+// Options are the installation's settings, the same for every run.
+type Options struct {
+	// Registry is host[:port] of the OCI registry the steps push to and pull from.
+	Registry string
+	// RepositoryPrefix is the path under the registry that every run's
+	// repositories live under, e.g. "tekton-oci-transport".
+	RepositoryPrefix string
+	// PlainHTTP makes the steps talk HTTP to the registry (in-cluster zot).
+	PlainHTTP bool
+	// StepImage is the image of the injected steps.
+	StepImage string
+	// StepCommand is the step binary inside StepImage. Tekton cannot look up an
+	// image's entrypoint without a registry it can read, so it is always explicit.
+	StepCommand []string
+	// StepArgs are extra flags passed to every pull and push (limits,
+	// concurrency, docker config path...), before the per-step flags.
+	StepArgs []string
+}
+
+// Source says where an inlined spec came from, as the resolver reported it.
+type Source struct {
+	// Kind is "Pipeline" or "Task" (or ClusterTask, etc.).
+	Kind string `json:"kind,omitempty"`
+	// Name is the object's name when it was read by name from the API.
+	Name string `json:"name,omitempty"`
+	// Resolver is the Tekton remote resolver that served it (hub, git, bundles...).
+	Resolver string `json:"resolver,omitempty"`
+	// Params are the resolver params after substitution.
+	Params map[string]string `json:"params,omitempty"`
+	// URI, Digest and EntryPoint come from the resolver's refSource when given.
+	URI        string            `json:"uri,omitempty"`
+	Digest     map[string]string `json:"digest,omitempty"`
+	EntryPoint string            `json:"entryPoint,omitempty"`
+}
+
+// ResolvedPipeline is a Pipeline spec a caller resolved from a pipelineRef.
+type ResolvedPipeline struct {
+	Spec   v1.PipelineSpec
+	Source Source
+}
+
+// ResolvedTask is a Task spec a caller resolved from a PipelineTask's taskRef.
+type ResolvedTask struct {
+	Spec   v1.TaskSpec
+	Source Source
+}
+
+// Resolved carries what the run references. Pipeline is needed only when the
+// run has a pipelineRef; Tasks, keyed by PipelineTask name (in tasks or
+// finally), only for tasks with a taskRef that bind a converted workspace.
+type Resolved struct {
+	Pipeline *ResolvedPipeline
+	Tasks    map[string]ResolvedTask
+}
+
+// Outcome is what the conversion did with a run.
+type Outcome string
+
+const (
+	// Converted: the run was rewritten.
+	Converted Outcome = "Converted"
+	// NothingToConvert: the run binds no volumeClaimTemplate workspace.
+	NothingToConvert Outcome = "NothingToConvert"
+	// AlreadyConverted: the run is our own output; it is returned unchanged.
+	AlreadyConverted Outcome = "AlreadyConverted"
+	// Unchanged: the run cannot be converted faithfully (see Reason); it is
+	// returned unchanged and still works on its PVC.
+	Unchanged Outcome = "Unchanged"
+)
+
+// Reason is a machine-readable cause of an Unchanged outcome.
+type Reason string
+
+const (
+	ReasonCustomTask       Reason = "CustomTaskBindsWorkspace"
+	ReasonPipelineInPipe   Reason = "PipelineInPipelineBindsWorkspace"
+	ReasonMissingPipeline  Reason = "PipelineSpecMissing"
+	ReasonMissingTask      Reason = "TaskSpecMissing"
+	ReasonReservedName     Reason = "ReservedNameInUse"
+	ReasonInvalidPipeline  Reason = "InvalidPipeline"
+	ReasonUnsupportedShape Reason = "UnsupportedWorkspaceUse"
+)
+
+// TaskReport says what the conversion did to one PipelineTask.
+type TaskReport struct {
+	// Name of the PipelineTask.
+	Name string `json:"name"`
+	// Finally is true for a task in the pipeline's finally section.
+	Finally bool `json:"finally,omitempty"`
+	// Workspaces are the converted pipeline workspaces the task binds.
+	Workspaces []string `json:"workspaces"`
+	// PullsFrom lists, in pull order, the tasks whose deltas it applies.
+	PullsFrom []string `json:"pullsFrom,omitempty"`
+	// Pushes is false when every binding is readOnly.
+	Pushes bool `json:"pushes"`
+	// Inlined is true when its taskRef was replaced by the resolved spec.
+	Inlined bool `json:"inlined,omitempty"`
+}
+
+// Report explains a conversion.
+type Report struct {
+	Outcome Outcome `json:"outcome"`
+	// Reason and Message are set for Unchanged.
+	Reason  Reason `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Workspaces are the converted pipeline workspaces, sorted.
+	Workspaces []string `json:"workspaces,omitempty"`
+	// Tasks are the converted tasks, in pipeline order (tasks, then finally).
+	Tasks []TaskReport `json:"tasks,omitempty"`
+	// Warnings are faithful-but-notable facts a user should see (admission
+	// warnings in the webhook, stderr in convert).
+	Warnings []string `json:"warnings,omitempty"`
+}
