@@ -4,8 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/stretchr/testify/require"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
 func TestObject(t *testing.T) {
@@ -45,7 +45,7 @@ spec:
 		},
 	}, {
 		name: "v1beta1 task is converted",
-		doc: `{"apiVersion":"tekton.dev/v1beta1","kind":"Task","metadata":{"name":"t"},"spec":{"steps":[{"name":"s","image":"busybox","resources":{"limits":{"cpu":"1"}}}]}}`,
+		doc:  `{"apiVersion":"tekton.dev/v1beta1","kind":"Task","metadata":{"name":"t"},"spec":{"steps":[{"name":"s","image":"busybox","resources":{"limits":{"cpu":"1"}}}]}}`,
 		check: func(t *testing.T, obj any) {
 			task := obj.(*v1.Task)
 			require.Equal(t, "1", task.Spec.Steps[0].ComputeResources.Limits.Cpu().String())
