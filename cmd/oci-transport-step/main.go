@@ -1,0 +1,169 @@
+// Command oci-transport-step is the binary of the steps that the
+// tekton-oci-transport webhook injects into converted tasks: the first step
+// pulls what the task's ancestors left in a pipeline workspace, the last
+// step pushes what the task changed.
+//
+// Usage:
+//
+//	oci-transport-step pull [common flags] --repository REPO --from T1,T2,... --mount DIR=SUBPATH [--mount ...] --state STATEDIR
+//	oci-transport-step push [common flags] --repository REPO --tag TAG --task NAME --mount DIR=SUBPATH [--mount ...] --state STATEDIR
+//
+// Common flags: --registry HOST[:PORT], --plain-http, --ca-file FILE,
+// --docker-config FILE (default $DOCKER_CONFIG/config.json if present),
+// --concurrency N, --retries N, --compression gzip|zstd|none,
+// --layer-size BYTES, --max-bytes BYTES, --max-entries N. Sizes accept
+// K, M, G (powers of 1000) and Ki, Mi, Gi suffixes.
+//
+// Exit codes:
+//
+//	0  ok
+//	1  failed: registry or filesystem error after retries
+//	2  usage error
+//	3  refused content: a hostile or corrupt artifact (unsafe path, symlink
+//	   escape, device file, digest mismatch, ...) or a limit exceeded
+//
+// Error messages name the offending entry. See transport/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/tekton-oci-transport/tekton-oci-transport/transport"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	if len(args) == 0 || (args[0] != "pull" && args[0] != "push" && args[0] != "version") {
+		fmt.Fprintln(stderr, "usage: oci-transport-step pull|push [flags]  (see -h)")
+		return transport.ExitUsage
+	}
+	if args[0] == "version" {
+		fmt.Fprintln(stderr, version)
+		return 0
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		o           transport.Options
+		mounts      []transport.Mount
+		from, tag   string
+		task, state string
+		compression = transport.DefaultCompression
+		layerSize   = int64(transport.DefaultLayerSize)
+		maxBytes    = int64(transport.DefaultMaxBytes)
+		maxEntries  = int64(transport.DefaultMaxEntries)
+	)
+	fs.StringVar(&o.Registry, "registry", "", "registry host[:port]")
+	fs.BoolVar(&o.PlainHTTP, "plain-http", false, "use HTTP instead of HTTPS")
+	fs.StringVar(&o.CAFile, "ca-file", "", "PEM CA bundle to trust in addition to the system roots")
+	fs.StringVar(&o.DockerConfig, "docker-config", transport.DefaultDockerConfig(), "docker config.json with registry credentials")
+	fs.IntVar(&o.Concurrency, "concurrency", 4, "layers transferred in parallel")
+	fs.IntVar(&o.Retries, "retries", 6, "retries per request (exponential backoff)")
+	fs.StringVar(&o.Repository, "repository", "", "repository path without host")
+	fs.StringVar(&state, "state", "", "state directory shared by the pull and push steps")
+	fs.Func("mount", "DIR=SUBPATH: where the task sees the workspace and the subPath it views (repeatable)", func(s string) error {
+		m, err := transport.ParseMount(s)
+		if err != nil {
+			return err
+		}
+		mounts = append(mounts, m)
+		return nil
+	})
+	fs.StringVar(&from, "from", "", "pull: comma-separated producer task names, in order")
+	fs.StringVar(&tag, "tag", "", "push: tag, <task> or <task>.<taskRunName>")
+	fs.StringVar(&task, "task", "", "push: pipeline task name (manifest annotation)")
+	fs.StringVar(&compression, "compression", compression, "push: gzip, zstd or none")
+	fs.Func("layer-size", "push: target uncompressed bytes per layer (default 64Mi)", sizeFlag(&layerSize))
+	fs.Func("max-bytes", "pull: refuse more than this many uncompressed bytes (default 64Gi)", sizeFlag(&maxBytes))
+	fs.Func("max-entries", "pull: refuse more than this many archive entries (default 2000000)", sizeFlag(&maxEntries))
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return transport.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", cmd, fs.Args())
+		return transport.ExitUsage
+	}
+	o.Log = log
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	switch cmd {
+	case "pull":
+		var tasks []string
+		for _, t := range strings.Split(from, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tasks = append(tasks, t)
+			}
+		}
+		_, err = transport.Pull(ctx, transport.PullOptions{Options: o, From: tasks, Mounts: mounts, StateDir: state,
+			Limits: transport.Limits{MaxBytes: maxBytes, MaxEntries: maxEntries}})
+	case "push":
+		if task == "" {
+			task, _, _ = strings.Cut(tag, ".")
+		}
+		_, err = transport.Push(ctx, transport.PushOptions{Options: o, Tag: tag, Task: task, Mounts: mounts, StateDir: state,
+			Compression: compression, LayerSize: layerSize})
+	}
+	code := transport.ExitCode(err)
+	if err != nil {
+		log.Error(cmd+" failed", "exit", code, "err", err.Error())
+	}
+	return code
+}
+
+func sizeFlag(dst *int64) func(string) error {
+	return func(s string) error {
+		v, err := parseSize(s)
+		if err != nil {
+			return err
+		}
+		*dst = v
+		return nil
+	}
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}} {
+		if strings.HasSuffix(s, u.suf) {
+			s, mult = strings.TrimSuffix(s, u.suf), u.m
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return v * mult, nil
+}

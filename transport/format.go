@@ -1,0 +1,111 @@
+package transport
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// The artifact format. A delta is an OCI image manifest (image-spec 1.1):
+//
+//   - artifactType ArtifactType;
+//   - config: a small JSON document (ConfigMediaType) with the deleted paths;
+//   - layers: tar archives (compressed with gzip, zstd, or not at all). Every
+//     entry of layer i sits under a folder named by the layer's
+//     org.opencontainers.image.title annotation ("ws-000", "ws-001", ...),
+//     and below it paths are relative to the pipeline workspace root. gzip
+//     layers also carry io.deis.oras.content.unpack=true so that the stock
+//     `oras pull` unpacks each layer into its folder;
+//   - annotations: task, created, file count, bytes, and the manifests the
+//     producer had applied before it ran (used to tell real conflicts from
+//     ordinary sequential edits).
+const (
+	ArtifactType    = "application/vnd.tekton-oci-transport.delta.v1"
+	ConfigMediaType = "application/vnd.tekton-oci-transport.delta.config.v1+json"
+
+	MediaTypeTar     = "application/vnd.oci.image.layer.v1.tar"
+	MediaTypeTarGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+	MediaTypeTarZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+	AnnotationTitle   = "org.opencontainers.image.title"
+	AnnotationCreated = "org.opencontainers.image.created"
+	AnnotationUnpack  = "io.deis.oras.content.unpack"
+
+	annotationPrefix = "oci-transport.tekton.dev/"
+	AnnotationTask   = annotationPrefix + "task"
+	AnnotationFiles  = annotationPrefix + "files"
+	AnnotationBytes  = annotationPrefix + "bytes"
+	AnnotationBase   = annotationPrefix + "base"
+	// AnnotationDeletions is the number of deleted paths (the paths are in the config).
+	AnnotationDeletions = annotationPrefix + "deletions"
+
+	maxManifestBytes = 4 << 20
+	maxConfigBytes   = 64 << 20
+)
+
+// deltaConfig is the config blob of a delta.
+type deltaConfig struct {
+	Version   int      `json:"version"`
+	Deletions []string `json:"deletions"`
+}
+
+func encodeConfig(deletions []string) []byte {
+	if deletions == nil {
+		deletions = []string{}
+	}
+	b, _ := json.Marshal(deltaConfig{Version: 1, Deletions: deletions})
+	return b
+}
+
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+// ValidTag reports whether t is a valid OCI tag.
+func ValidTag(t string) bool { return tagRE.MatchString(t) }
+
+// cleanSubPath normalises a mount's subPath: "" is the workspace root.
+func cleanSubPath(s string) (string, error) {
+	s = strings.Trim(s, "/")
+	if s == "" || s == "." {
+		return "", nil
+	}
+	if err := checkRelPath(s); err != nil {
+		return "", usagef("subPath %q: %v", s, err)
+	}
+	return s, nil
+}
+
+// checkRelPath validates a slash-separated path relative to the workspace
+// root: not empty, not absolute, clean, no "." or ".." components, no NUL.
+func checkRelPath(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("empty path")
+	case len(p) > 4096:
+		return fmt.Errorf("path too long")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("absolute path")
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("NUL in path")
+	}
+	for _, c := range strings.Split(p, "/") {
+		switch c {
+		case "..":
+			return fmt.Errorf("path has a .. component")
+		case ".", "":
+			return fmt.Errorf("path is not clean")
+		}
+	}
+	if path.Clean(p) != p {
+		return fmt.Errorf("path is not clean")
+	}
+	return nil
+}
+
+// layerTitle names layer i; entries of the layer live under this folder.
+func layerTitle(i int) string { return fmt.Sprintf("ws-%03d", i) }
+
+func validTitle(t string) bool {
+	return t != "" && t != "." && t != ".." && len(t) <= 255 && !strings.ContainsAny(t, "/\\\x00")
+}

@@ -1,0 +1,389 @@
+package transport
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// PullOptions configure a pull.
+type PullOptions struct {
+	Options
+	From     []string // producer pipeline-task names, in order
+	Mounts   []Mount
+	StateDir string
+	Limits   Limits
+}
+
+// PullResult summarises a pull.
+type PullResult struct {
+	Applied   []string // tags applied, in order
+	Skipped   []string // producers with no tag
+	Files     int64
+	Bytes     int64
+	Conflicts int
+}
+
+type delta struct {
+	tag    string
+	desc   ocispec.Descriptor
+	m      *ocispec.Manifest
+	base   map[string]bool
+	config deltaConfig
+}
+
+const maxConflictLines = 50
+
+// Pull applies the deltas of the producers in order to the mounts and
+// records the resulting baseline in StateDir.
+func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	for _, t := range o.From {
+		if !ValidTag(t) {
+			return nil, usagef("--from: %q is not a valid pipeline task name / tag", t)
+		}
+	}
+	if o.StateDir == "" {
+		return nil, usagef("--state is required")
+	}
+	mounts, err := prepareMounts(o.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Log
+	res := &PullResult{}
+	t0 := time.Now()
+	var deltas []*delta
+	if len(o.From) > 0 {
+		c, err := newClient(&o.Options)
+		if err != nil {
+			return nil, err
+		}
+		tags, err := c.listTags(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(tags)
+		for _, t := range o.From {
+			var matched []string
+			for _, tag := range tags {
+				if tag == t || strings.HasPrefix(tag, t+".") {
+					matched = append(matched, tag)
+				}
+			}
+			if len(matched) == 0 {
+				log.Info("pull: no artifact (task skipped or pushed nothing)", "task", t)
+				res.Skipped = append(res.Skipped, t)
+			}
+			sort.Slice(matched, func(i, j int) bool { // the bare tag first, then instances
+				if (matched[i] == t) != (matched[j] == t) {
+					return matched[i] == t
+				}
+				return matched[i] < matched[j]
+			})
+			for _, tag := range matched {
+				deltas = append(deltas, &delta{tag: tag})
+			}
+		}
+		log.Info("pull: tags", "repository", o.Repository, "tags", len(tags), "deltas", len(deltas), "seconds", secs(time.Since(t0)))
+		if err := fetchDeltas(ctx, c, deltas, o.Concurrency); err != nil {
+			return nil, err
+		}
+		ex, err := newExtractor(mounts, o.Limits)
+		if err != nil {
+			return nil, err
+		}
+		defer ex.close()
+		t1 := time.Now()
+		if err := applyDeltas(ctx, c, ex, deltas, res, o.Concurrency, log); err != nil {
+			return nil, err
+		}
+		if err := ex.finish(); err != nil {
+			return nil, err
+		}
+		res.Files, res.Bytes = ex.files.Load(), ex.bytes.Load()
+		el := time.Since(t1)
+		log.Info("pull: extract", "deltas", len(deltas), "files", res.Files, "bytes", res.Bytes,
+			"conflicts", res.Conflicts, "seconds", secs(el), "MB/s", mbps(res.Bytes, el))
+	}
+	t2 := time.Now()
+	recs, err := scanMounts(mounts, false)
+	if err != nil {
+		return nil, err
+	}
+	applied := make([]string, 0, len(deltas))
+	for _, d := range deltas {
+		applied = append(applied, d.desc.Digest.String())
+		res.Applied = append(res.Applied, d.tag)
+	}
+	if err := writeBaseline(o.StateDir, applied, recs); err != nil {
+		return nil, fmt.Errorf("state %s: %w", o.StateDir, err)
+	}
+	log.Info("pull: baseline", "entries", len(recs), "seconds", secs(time.Since(t2)),
+		"total_seconds", secs(time.Since(t0)), "MB/s", mbps(res.Bytes, time.Since(t0)))
+	return res, nil
+}
+
+func fetchDeltas(ctx context.Context, c *client, deltas []*delta, conc int) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(deltas))
+	sem := make(chan struct{}, conc)
+	for i, d := range deltas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = fetchDelta(ctx, c, d)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func fetchDelta(ctx context.Context, c *client, d *delta) error {
+	desc, m, err := c.fetchManifest(ctx, d.tag)
+	if err != nil {
+		return err
+	}
+	d.desc, d.m = desc, m
+	if m.ArtifactType != ArtifactType {
+		return refuse(d.tag, "not a workspace delta (artifactType %q)", m.ArtifactType)
+	}
+	if m.Config.MediaType != ConfigMediaType {
+		return refuse(d.tag, "unexpected config media type %q", m.Config.MediaType)
+	}
+	for _, l := range m.Layers {
+		if _, ok := codecForMediaType(l.MediaType); !ok {
+			return refuse(d.tag, "layer %s has unsupported media type %q", l.Digest, l.MediaType)
+		}
+		if err := l.Digest.Validate(); err != nil || l.Digest.Algorithm() != digest.SHA256 || l.Size < 0 {
+			return refuse(d.tag, "layer %q has an invalid digest or size", l.Digest)
+		}
+	}
+	if err := m.Config.Digest.Validate(); err != nil {
+		return refuse(d.tag, "config has an invalid digest")
+	}
+	data, err := c.fetchSmallBlob(ctx, m.Config, maxConfigBytes)
+	if err != nil {
+		return err
+	}
+	if err := jsonUnmarshal(data, &d.config); err != nil {
+		return refuse(d.tag, "config is not valid JSON: %v", err)
+	}
+	for _, p := range d.config.Deletions {
+		if err := checkRelPath(p); err != nil {
+			return refuse(p, "deleted path in %s: %v", d.tag, err)
+		}
+	}
+	d.base = map[string]bool{}
+	if b := m.Annotations[AnnotationBase]; b != "" {
+		for _, x := range strings.Split(b, ",") {
+			d.base[x] = true
+		}
+	}
+	return nil
+}
+
+type conflictTracker struct {
+	mu      sync.Mutex
+	written map[string]int // path -> delta index that last wrote it
+	deltas  []*delta
+	count   int
+	log     interface{ Warn(string, ...any) }
+}
+
+func (ct *conflictTracker) conflict(p string, i, j int, what string) {
+	if ct.deltas[j].base[ct.deltas[i].desc.Digest.String()] {
+		return // j was produced on top of i: an ordinary later edit
+	}
+	ct.count++
+	if ct.count <= maxConflictLines {
+		ct.log.Warn("pull: conflict, later delta wins", "path", p, "action", what,
+			"winner", ct.deltas[j].tag, "loser", ct.deltas[i].tag)
+	}
+}
+
+func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta, res *PullResult, conc int, log interface {
+	Warn(string, ...any)
+	Info(string, ...any)
+}) error {
+	ct := &conflictTracker{written: map[string]int{}, deltas: deltas, log: log}
+	for j, d := range deltas {
+		// deletions first
+		for _, p := range d.config.Deletions {
+			for q, i := range ct.written {
+				if i != j && under(q, p) {
+					ct.conflict(q, i, j, "deleted")
+					delete(ct.written, q)
+				}
+			}
+			if err := ex.remove(p); err != nil {
+				return err
+			}
+		}
+		onEntry := func(p string, typ byte) error {
+			ct.mu.Lock()
+			defer ct.mu.Unlock()
+			if i, ok := ct.written[p]; ok {
+				if i == j {
+					return refuse(p, "path appears twice in %s", d.tag)
+				}
+				if typ != typeDir {
+					ct.conflict(p, i, j, "overwritten")
+				}
+			}
+			ct.written[p] = j
+			return nil
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, conc)
+		errs := make([]error, len(d.m.Layers))
+		var dl atomic.Int64
+		t := time.Now()
+		for li, l := range d.m.Layers {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				errs[li] = c.withRetry(ctx, fmt.Sprintf("pull layer %s of %s", l.Digest, d.tag), func() error {
+					n, err := pullLayer(ctx, c, ex, l, onEntry)
+					dl.Add(n)
+					return err
+				})
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		log.Info("pull: applied", "tag", d.tag, "layers", len(d.m.Layers), "deletions", len(d.config.Deletions),
+			"files", d.m.Annotations[AnnotationFiles], "downloaded", dl.Load(), "seconds", secs(time.Since(t)))
+	}
+	res.Conflicts = ct.count
+	if ct.count > maxConflictLines {
+		log.Warn("pull: more conflicts not shown", "count", ct.count-maxConflictLines)
+	}
+	return nil
+}
+
+// remove applies a deletion to every mount.
+func (ex *extractor) remove(p string) error {
+	for mi, m := range ex.mounts {
+		root := ex.roots[mi]
+		local, ok := m.local(p)
+		if !ok {
+			if under(m.SubPath, p) { // the whole view was deleted: empty it
+				if err := emptyRoot(root); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if local == "" {
+			if err := emptyRoot(root); err != nil {
+				return err
+			}
+			continue
+		}
+		// do not delete through a symlinked parent
+		if i := strings.LastIndexByte(local, '/'); i > 0 {
+			if fi, err := root.Lstat(local[:i]); err != nil || !fi.IsDir() {
+				continue
+			}
+		}
+		if err := root.RemoveAll(local); err != nil {
+			return fmt.Errorf("delete %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// verifier hashes a blob as it is read and tells network errors apart.
+type verifier struct {
+	r       io.Reader
+	h       hash.Hash
+	n       int64
+	readErr error
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	if err != nil && err != io.EOF {
+		v.readErr = err
+	}
+	return n, err
+}
+
+// pullLayer streams one layer: download, verify, decompress, extract.
+func pullLayer(ctx context.Context, c *client, ex *extractor, l ocispec.Descriptor, onEntry entryFunc) (int64, error) {
+	cdc, _ := codecForMediaType(l.MediaType)
+	title := strings.TrimSuffix(strings.TrimSuffix(l.Annotations[AnnotationTitle], ".tar.zst"), ".tar")
+	if l.Size > ex.limits.MaxBytes*2+(1<<20) {
+		return 0, refuse(l.Digest.String(), "layer of %d bytes is over the limit", l.Size)
+	}
+	rc, err := c.repo.Blobs().Fetch(ctx, l)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	v := &verifier{r: io.LimitReader(rc, l.Size+1), h: sha256.New()}
+	zr, err := cdc.newReader(v)
+	var exErr error
+	if err != nil {
+		exErr = &corruptError{err}
+	} else {
+		exErr = ex.extractTar(zr, title, onEntry)
+		zr.Close()
+	}
+	if v.readErr != nil {
+		return v.n, v.readErr
+	}
+	if _, err := io.Copy(io.Discard, v); err != nil {
+		return v.n, err
+	}
+	if v.n != l.Size || digest.NewDigest(digest.SHA256, v.h) != l.Digest {
+		return v.n, refuse(l.Digest.String(), "blob digest mismatch (%d bytes read, %d expected): tampered or corrupt layer", v.n, l.Size)
+	}
+	var ce *corruptError
+	if errors.As(exErr, &ce) {
+		return v.n, refuse(l.Digest.String(), "%v", exErr)
+	}
+	return v.n, exErr
+}
+
+// emptyRoot removes everything inside a mount but not the mount itself.
+func emptyRoot(root *os.Root) error {
+	f, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := root.RemoveAll(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+package transport
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// PushOptions configure a push.
+type PushOptions struct {
+	Options
+	Tag         string
+	Task        string
+	Mounts      []Mount
+	StateDir    string
+	Compression string // gzip, zstd, none; "" = DefaultCompression
+	LayerSize   int64  // target uncompressed bytes per layer; 0 = DefaultLayerSize
+	// SpoolMemory is how many compressed bytes of one layer are kept in
+	// memory before spilling to a temp file; 0 = 64 MiB.
+	SpoolMemory int
+	// Now is the creation time recorded in the manifest (tests); zero = now.
+	Now time.Time
+}
+
+// Defaults, chosen by measurement (see README.md).
+const (
+	DefaultCompression = CompressionZstd
+	DefaultLayerSize   = 64 << 20
+)
+
+// PushResult summarises a push.
+type PushResult struct {
+	Manifest  ocispec.Descriptor
+	Files     int
+	Bytes     int64
+	Deletions int
+	Layers    int
+	Uploaded  int
+}
+
+type layerPlan struct {
+	title   string
+	entries []record
+	bytes   int64
+}
+
+// Push computes what changed in the mounts since the baseline in StateDir
+// and pushes it as one tagged delta artifact.
+func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	if !ValidTag(o.Tag) {
+		return nil, usagef("--tag %q is not a valid OCI tag", o.Tag)
+	}
+	if o.Compression == "" {
+		o.Compression = DefaultCompression
+	}
+	cdc, err := codecFor(o.Compression)
+	if err != nil {
+		return nil, err
+	}
+	if o.LayerSize <= 0 {
+		o.LayerSize = DefaultLayerSize
+	}
+	if o.SpoolMemory <= 0 {
+		o.SpoolMemory = 64 << 20
+	}
+	mounts, err := prepareMounts(o.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newClient(&o.Options)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Log
+
+	// scan
+	t0 := time.Now()
+	base, err := readBaseline(o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := scanMounts(mounts, true)
+	if err != nil {
+		return nil, err
+	}
+	changed, deleted := diff(base.records, cur)
+	for i := range changed {
+		if changed[i].typ == typeSymlink {
+			if err := checkLinkTarget(changed[i].path, changed[i].link, mountsFor(mounts, changed[i].path)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var files int
+	var raw int64
+	for i := range changed {
+		if changed[i].typ == typeFile {
+			files++
+			raw += changed[i].size
+		}
+	}
+	log.Info("push: scan", "entries", len(cur), "changed", len(changed), "files", files, "bytes", raw,
+		"deleted", len(deleted), "seconds", secs(time.Since(t0)))
+
+	// pack, compress, upload
+	t1 := time.Now()
+	plans := planLayers(changed, o.LayerSize)
+	layers := make([]ocispec.Descriptor, len(plans))
+	var compressed, uploadedBytes atomic.Int64
+	var uploaded atomic.Int32
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, o.Concurrency)
+	var wg sync.WaitGroup
+	var errOnce sync.Once
+	var firstErr error
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	for i, pl := range plans {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sp := newSpool(o.SpoolMemory)
+			defer sp.Close()
+			if err := writeLayer(sp, cdc, pl); err != nil {
+				fail(err)
+				return
+			}
+			desc := ocispec.Descriptor{
+				MediaType: cdc.mediaType(),
+				Digest:    digest.NewDigest(digest.SHA256, sp.h),
+				Size:      sp.n,
+			}
+			if o.Compression == CompressionGzip {
+				desc.Annotations = map[string]string{AnnotationTitle: pl.title, AnnotationUnpack: "true"}
+			} else {
+				ext := ".tar"
+				if o.Compression == CompressionZstd {
+					ext = ".tar.zst"
+				}
+				desc.Annotations = map[string]string{AnnotationTitle: pl.title + ext}
+			}
+			compressed.Add(sp.n)
+			up, err := c.pushBlob(ctx, desc, sp.reader)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if up {
+				uploaded.Add(1)
+				uploadedBytes.Add(sp.n)
+			}
+			layers[i] = desc
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	el := time.Since(t1)
+	log.Info("push: layers", "layers", len(plans), "uploaded", uploaded.Load(), "bytes", raw,
+		"compressed", compressed.Load(), "uploadedBytes", uploadedBytes.Load(), "compression", o.Compression,
+		"seconds", secs(el), "MB/s", mbps(raw, el))
+
+	// config + manifest
+	t2 := time.Now()
+	cfg := encodeConfig(deleted)
+	cfgDesc := ocispec.Descriptor{MediaType: ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+	if _, err := c.pushBlob(ctx, cfgDesc, func() io.Reader { return bytes.NewReader(cfg) }); err != nil {
+		return nil, err
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ann := map[string]string{
+		AnnotationCreated:   now.UTC().Format(time.RFC3339),
+		AnnotationTask:      o.Task,
+		AnnotationFiles:     strconv.Itoa(files),
+		AnnotationBytes:     strconv.FormatInt(raw, 10),
+		AnnotationDeletions: strconv.Itoa(len(deleted)),
+	}
+	if len(base.applied) > 0 {
+		ann[AnnotationBase] = strings.Join(base.applied, ",")
+	}
+	m := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: ArtifactType,
+		Config:       cfgDesc,
+		Layers:       layers,
+		Annotations:  ann,
+	}
+	if m.Layers == nil {
+		m.Layers = []ocispec.Descriptor{}
+	}
+	mb, err := jsonMarshal(m)
+	if err != nil {
+		return nil, err
+	}
+	mdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb)), ArtifactType: ArtifactType}
+	err = c.withRetry(ctx, "push manifest "+o.Tag, func() error {
+		return c.repo.Manifests().PushReference(ctx, mdesc, bytes.NewReader(mb), o.Tag)
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("push: manifest", "tag", o.Tag, "digest", mdesc.Digest.String(), "seconds", secs(time.Since(t2)),
+		"total_seconds", secs(time.Since(t0)), "MB/s", mbps(raw, time.Since(t0)))
+	return &PushResult{Manifest: mdesc, Files: files, Bytes: raw, Deletions: len(deleted), Layers: len(plans), Uploaded: int(uploaded.Load())}, nil
+}
+
+// scanMounts scans every mount not covered by another and merges the
+// records (first mount wins on overlap), sorted by path.
+func scanMounts(mounts []*mount, withSrc bool) ([]record, error) {
+	var all []record
+	seen := map[string]bool{}
+	for _, m := range mounts {
+		if m.covered {
+			continue
+		}
+		recs, err := scanMount(m.abs, m.SubPath, withSrc)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if !seen[r.path] {
+				seen[r.path] = true
+				all = append(all, r)
+			}
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return pathLess(all[i].path, all[j].path) })
+	return all, nil
+}
+
+// pathLess orders paths so that a directory comes right before its
+// children ("a", "a/b", "a.txt").
+func pathLess(a, b string) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		if ca == '/' {
+			return true
+		}
+		if cb == '/' {
+			return false
+		}
+		return ca < cb
+	}
+	return len(a) < len(b)
+}
+
+func mountsFor(mounts []*mount, p string) []*mount {
+	var out []*mount
+	for _, m := range mounts {
+		if _, ok := m.local(p); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// planLayers splits the changed entries into layers of about size bytes,
+// deterministically, so an unchanged part of a re-push yields the same blob.
+func planLayers(changed []record, size int64) []layerPlan {
+	var plans []layerPlan
+	var cur layerPlan
+	flush := func() {
+		if len(cur.entries) > 0 {
+			cur.title = layerTitle(len(plans))
+			plans = append(plans, cur)
+			cur = layerPlan{}
+		}
+	}
+	for _, r := range changed {
+		n := r.size + 1024
+		if cur.bytes > 0 && n >= size/2 {
+			flush()
+		}
+		cur.entries = append(cur.entries, r)
+		cur.bytes += n
+		if cur.bytes >= size {
+			flush()
+		}
+	}
+	flush()
+	return plans
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// writeLayer writes the tar of one layer through the compressor into w.
+func writeLayer(w io.Writer, cdc codec, pl layerPlan) error {
+	var out io.Writer = w
+	var bw *blockWriter
+	if _, isNone := cdc.(noneCodec); !isNone {
+		bw = newBlockWriter(cdc, w)
+		out = bw
+	}
+	err := writeTar(out, pl)
+	if bw != nil {
+		if cerr := bw.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+func writeTar(w io.Writer, pl layerPlan) error {
+	tw := tar.NewWriter(w)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: pl.title + "/", Mode: 0o755, Format: tar.FormatPAX, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	for i := range pl.entries {
+		r := &pl.entries[i]
+		h := &tar.Header{
+			Name:    pl.title + "/" + r.path,
+			Mode:    int64(r.mode),
+			Uid:     int(r.uid),
+			Gid:     int(r.gid),
+			ModTime: time.Unix(0, r.mtime),
+			Format:  tar.FormatPAX,
+		}
+		switch r.typ {
+		case typeDir:
+			h.Typeflag = tar.TypeDir
+			h.Name += "/"
+		case typeSymlink:
+			h.Typeflag = tar.TypeSymlink
+			h.Linkname = r.link
+		case typeFile:
+			h.Typeflag = tar.TypeReg
+			h.Size = r.size
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("%s: %w", r.path, err)
+		}
+		if r.typ == typeFile && r.size > 0 {
+			f, err := os.Open(r.src)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", r.path, err)
+			}
+			n, err := io.CopyBuffer(tw, io.LimitReader(f, r.size), *bufp)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", r.path, err)
+			}
+			if n != r.size {
+				return fmt.Errorf("read %s: file shrank while pushing (%d of %d bytes)", r.path, n, r.size)
+			}
+		}
+	}
+	return tw.Close()
+}

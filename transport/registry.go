@@ -1,0 +1,286 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+	"oras.land/oras-go/v2/registry/remote/retry"
+)
+
+// Options are the flags common to push and pull.
+type Options struct {
+	Registry     string // host[:port]
+	Repository   string // path without host
+	PlainHTTP    bool
+	CAFile       string
+	DockerConfig string // docker config.json with credentials; "" = none
+	Concurrency  int    // layers in flight
+	Retries      int    // attempts after the first, per request
+	// RetryBaseDelay is the first backoff delay (doubles each attempt, capped at 8s).
+	RetryBaseDelay time.Duration
+	Log            *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.Registry == "" {
+		return usagef("--registry is required")
+	}
+	if o.Repository == "" {
+		return usagef("--repository is required")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	}
+	if o.RetryBaseDelay <= 0 {
+		o.RetryBaseDelay = 250 * time.Millisecond
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// DefaultDockerConfig is $DOCKER_CONFIG/config.json when it exists.
+func DefaultDockerConfig() string {
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		p := filepath.Join(d, "config.json")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+type client struct {
+	opts *Options
+	repo *remote.Repository
+}
+
+func newClient(o *Options) (*client, error) {
+	repo, err := remote.NewRepository(o.Registry + "/" + o.Repository)
+	if err != nil {
+		return nil, usagef("registry/repository %s/%s: %v", o.Registry, o.Repository, err)
+	}
+	repo.PlainHTTP = o.PlainHTTP
+	repo.TagListPageSize = 1000
+	repo.SkipReferrersGC = true
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		DisableCompression:  true,
+		WriteBufferSize:     256 << 10,
+		ReadBufferSize:      256 << 10,
+		ForceAttemptHTTP2:   true,
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, usagef("--ca-file: %v", err)
+		}
+		pool, _ := x509.SystemCertPool()
+		if pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--ca-file %s: no certificate found", o.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	// One quick in-transport retry for blips on rewindable requests; the
+	// real retry loop with backoff is ours (withRetry), because blob upload
+	// bodies are not rewound by the retry transport.
+	rt := retry.NewTransport(tr)
+	rt.Policy = func() retry.Policy {
+		return &retry.GenericPolicy{Retryable: retry.DefaultPredicate, Backoff: retry.DefaultBackoff,
+			MinWait: 100 * time.Millisecond, MaxWait: time.Second, MaxRetry: 1}
+	}
+	ac := &auth.Client{Client: &http.Client{Transport: rt}, Cache: auth.NewCache()}
+	ac.SetUserAgent("oci-transport-step")
+	if o.DockerConfig != "" {
+		store, err := credentials.NewStore(o.DockerConfig, credentials.StoreOptions{})
+		if err != nil {
+			return nil, usagef("--docker-config %s: %v", o.DockerConfig, err)
+		}
+		ac.Credential = credentials.Credential(store)
+	}
+	repo.Client = ac
+	return &client{opts: o, repo: repo}, nil
+}
+
+// retryable reports whether err is worth another attempt.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var r *RefusedError
+	var u *UsageError
+	if errors.As(err, &r) || errors.As(err, &u) {
+		return false
+	}
+	var er *errcode.ErrorResponse
+	if errors.As(err, &er) {
+		return er.StatusCode >= 500 || er.StatusCode == 429 || er.StatusCode == 408
+	}
+	if errors.Is(err, errdef.ErrNotFound) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return true
+	}
+	// url.Error from the http client wraps the cause; unknown transport
+	// failures are retried too.
+	return strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF")
+}
+
+// withRetry runs fn until it succeeds, fails with a permanent error, or
+// the retries are exhausted, with exponential backoff and jitter.
+func (c *client) withRetry(ctx context.Context, what string, fn func() error) error {
+	delay := c.opts.RetryBaseDelay
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || !retryable(err) || attempt >= c.opts.Retries {
+			if err != nil && attempt > 0 {
+				err = fmt.Errorf("%s (after %d attempts): %w", what, attempt+1, err)
+			} else if err != nil {
+				err = fmt.Errorf("%s: %w", what, err)
+			}
+			return err
+		}
+		d := delay + time.Duration(rand.Int64N(int64(delay)/5+1))
+		c.opts.Log.Warn("retrying", "op", what, "attempt", attempt+1, "in", d.Round(time.Millisecond).String(), "err", err.Error())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+		delay = min(delay*2, 8*time.Second)
+	}
+}
+
+// pushBlob uploads content unless the registry has it already.
+func (c *client) pushBlob(ctx context.Context, desc ocispec.Descriptor, open func() io.Reader) (uploaded bool, err error) {
+	err = c.withRetry(ctx, "push blob "+desc.Digest.String(), func() error {
+		ok, err := c.repo.Blobs().Exists(ctx, desc)
+		if err != nil {
+			return err
+		}
+		if ok {
+			uploaded = false
+			return nil
+		}
+		err = c.repo.Blobs().Push(ctx, desc, open())
+		if err != nil && errors.Is(err, errdef.ErrAlreadyExists) {
+			return nil
+		}
+		uploaded = err == nil
+		return err
+	})
+	return uploaded, err
+}
+
+// listTags returns all tags of the repository; a repository that does not
+// exist yet has none.
+func (c *client) listTags(ctx context.Context) ([]string, error) {
+	var tags []string
+	err := c.withRetry(ctx, "list tags of "+c.opts.Repository, func() error {
+		tags = tags[:0]
+		err := c.repo.Tags(ctx, "", func(t []string) error {
+			tags = append(tags, t...)
+			return nil
+		})
+		var er *errcode.ErrorResponse
+		if errors.As(err, &er) && er.StatusCode == http.StatusNotFound || errors.Is(err, errdef.ErrNotFound) {
+			tags = nil
+			return nil
+		}
+		return err
+	})
+	return tags, err
+}
+
+// fetchManifest fetches and verifies the manifest a tag points to.
+func (c *client) fetchManifest(ctx context.Context, tag string) (ocispec.Descriptor, *ocispec.Manifest, error) {
+	var desc ocispec.Descriptor
+	var m ocispec.Manifest
+	err := c.withRetry(ctx, "fetch manifest "+tag, func() error {
+		d, rc, err := c.repo.Manifests().FetchReference(ctx, tag)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if d.Size > maxManifestBytes {
+			return refuse(tag, "manifest of %d bytes is over the %d limit", d.Size, maxManifestBytes)
+		}
+		data, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(data)) != d.Size || digest.FromBytes(data) != d.Digest {
+			return refuse(tag, "manifest digest mismatch: expected %s (%d bytes), got %s (%d bytes)", d.Digest, d.Size, digest.FromBytes(data), len(data))
+		}
+		m = ocispec.Manifest{}
+		if err := jsonUnmarshal(data, &m); err != nil {
+			return refuse(tag, "manifest is not valid JSON: %v", err)
+		}
+		desc = d
+		return nil
+	})
+	return desc, &m, err
+}
+
+// fetchSmallBlob fetches and verifies a small blob (the config).
+func (c *client) fetchSmallBlob(ctx context.Context, desc ocispec.Descriptor, limit int64) ([]byte, error) {
+	if desc.Size > limit || desc.Size < 0 {
+		return nil, refuse(desc.Digest.String(), "blob of %d bytes is over the %d limit", desc.Size, limit)
+	}
+	var data []byte
+	err := c.withRetry(ctx, "fetch blob "+desc.Digest.String(), func() error {
+		rc, err := c.repo.Blobs().Fetch(ctx, desc)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		data, err = io.ReadAll(io.LimitReader(rc, desc.Size+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(data)) != desc.Size || digest.FromBytes(data) != desc.Digest {
+			return refuse(desc.Digest.String(), "blob digest mismatch")
+		}
+		return nil
+	})
+	return data, err
+}
