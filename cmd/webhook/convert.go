@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+)
+
+// Exit codes of `convert`.
+const (
+	exitConverted = 0 // stdout holds the converted run (or our own output, unchanged)
+	exitBadInput  = 1 // a file, document or reference is wrong: stderr says which
+	exitUsage     = 2
+	exitUnchanged = 3 // the run is left as it is: stderr says why
+)
+
+// runConvert converts a PipelineRun from files, resolving its references
+// against the other supplied objects, and prints the result as v1 YAML.
+func runConvert(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("convert", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var files stringList
+	fs.Var(&files, "f", "a YAML file with the PipelineRun and the Pipelines and Tasks it references (repeatable; - reads stdin)")
+	options := transformFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: webhook convert -f run.yaml [-f pipeline.yaml -f tasks.yaml ...] [flags]")
+		fmt.Fprintln(stderr, "exit 0 converted, 1 bad input, 2 usage, 3 left unchanged")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if len(files) == 0 || fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "error: "+format+"\n", a...)
+		return exitBadInput
+	}
+
+	var docs []offline.Document
+	for _, f := range files {
+		d, err := offline.LoadFile(f, stdin)
+		if err != nil {
+			return fail("%v", err)
+		}
+		docs = append(docs, d...)
+	}
+	var run *v1.PipelineRun
+	for _, d := range docs {
+		if pr, ok := d.Object.(*v1.PipelineRun); ok {
+			if run != nil {
+				return fail("%s: document %d: a second PipelineRun; convert takes exactly one", d.File, d.Index)
+			}
+			run = pr
+		}
+	}
+	if run == nil {
+		return fail("no PipelineRun in %s", strings.Join(files, ", "))
+	}
+	resolved, err := offline.Resolve(run, docs)
+	if err != nil {
+		return fail("%v", oneLine(err))
+	}
+	out, report, err := transform.PipelineRun(run, resolved, options())
+	if err != nil {
+		return fail("%v", oneLine(err))
+	}
+	y, err := offline.EncodeYAML(out)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if _, err := stdout.Write(y); err != nil {
+		return fail("writing output: %v", err)
+	}
+	printReport(stderr, run, report)
+	switch report.Outcome {
+	case transform.Converted, transform.AlreadyConverted:
+		return exitConverted
+	default:
+		return exitUnchanged
+	}
+}
+
+// oneLine joins a multi-error into one line, so every error is one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+func printReport(w io.Writer, run *v1.PipelineRun, r transform.Report) {
+	name := run.Name
+	if name == "" {
+		name = run.GenerateName + "*"
+	}
+	switch r.Outcome {
+	case transform.Unchanged:
+		fmt.Fprintf(w, "left unchanged: PipelineRun %s: %s: %s\n", name, r.Reason, r.Message)
+		return
+	case transform.NothingToConvert:
+		fmt.Fprintf(w, "left unchanged: PipelineRun %s binds no volumeClaimTemplate workspace\n", name)
+		return
+	case transform.AlreadyConverted:
+		fmt.Fprintf(w, "already converted: PipelineRun %s\n", name)
+		return
+	}
+	fmt.Fprintf(w, "converted PipelineRun %s: workspaces %s become emptyDir, moved through the registry\n", name, strings.Join(r.Workspaces, ", "))
+	width := 4
+	for _, t := range r.Tasks {
+		width = max(width, len(t.Name))
+	}
+	for _, t := range r.Tasks {
+		from := strings.Join(t.PullsFrom, ",")
+		if from == "" {
+			from = "-"
+		}
+		push := "no"
+		if t.Pushes {
+			push = "yes"
+		}
+		extra := ""
+		if t.Inlined {
+			extra = "  (Task inlined)"
+		}
+		if t.Finally {
+			extra += "  (finally)"
+		}
+		fmt.Fprintf(w, "  %-*s  pulls from: %-30s pushes: %s%s\n", width, t.Name, from, push, extra)
+	}
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+}
+
+var _ = errors.New

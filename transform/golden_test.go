@@ -1,0 +1,126 @@
+package transform_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden want.yaml and report.yaml files from the current output")
+
+// testOptions are the options every golden case is converted with.
+func testOptions() transform.Options {
+	return transform.Options{
+		Registry:         "zot.tekton-oci-transport.svc:5000",
+		RepositoryPrefix: "tekton-oci-transport",
+		PlainHTTP:        true,
+		StepImage:        "registry.local/tekton-oci-transport/step:test",
+		StepCommand:      []string{"/usr/local/bin/oci-transport-step"},
+	}
+}
+
+// loadCase reads testdata/<case>/input.yaml: the PipelineRun first, then the
+// Pipeline and Tasks its references resolve to (by name, as offline.Resolve
+// does). A reference left unresolved is what some cases test.
+func loadCase(t testing.TB, dir string) (*v1.PipelineRun, transform.Resolved) {
+	t.Helper()
+	docs, err := offline.LoadFile(filepath.Join(dir, "input.yaml"), nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, docs)
+	run, ok := docs[0].Object.(*v1.PipelineRun)
+	require.True(t, ok, "the first document of input.yaml must be the PipelineRun")
+	resolved, _ := offline.Resolve(run, docs)
+	return run, resolved
+}
+
+func encode(t testing.TB, obj any) []byte {
+	t.Helper()
+	b, err := offline.EncodeYAML(obj)
+	require.NoError(t, err)
+	return b
+}
+
+func TestGolden(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/*")
+	require.NoError(t, err)
+	require.NotEmpty(t, dirs)
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			run, resolved := loadCase(t, dir)
+			before := encode(t, run)
+
+			out, report, err := transform.PipelineRun(run, resolved, testOptions())
+			require.NoError(t, err)
+			require.Equal(t, string(before), string(encode(t, run)), "transform mutated its input")
+
+			got := encode(t, out)
+			gotReport, err := yaml.Marshal(report)
+			require.NoError(t, err)
+			compareGolden(t, filepath.Join(dir, "want.yaml"), got)
+			compareGolden(t, filepath.Join(dir, "report.yaml"), gotReport)
+
+			t.Run("valid for Tekton", func(t *testing.T) {
+				requireValid(t, out)
+			})
+
+			t.Run("idempotent", func(t *testing.T) {
+				again, report2, err := transform.PipelineRun(out, resolved, testOptions())
+				require.NoError(t, err)
+				require.Equal(t, string(got), string(encode(t, again)))
+				want := report.Outcome
+				if want == transform.Converted {
+					want = transform.AlreadyConverted
+				}
+				require.Equal(t, want, report2.Outcome)
+			})
+
+			if report.Outcome == transform.Converted {
+				t.Run("idempotent without the marker", func(t *testing.T) {
+					stripped := out.DeepCopy()
+					delete(stripped.Annotations, transform.AnnotationConverted)
+					again, report2, err := transform.PipelineRun(stripped, resolved, testOptions())
+					require.NoError(t, err)
+					require.Equal(t, transform.AlreadyConverted, report2.Outcome)
+					require.Equal(t, string(encode(t, stripped)), string(encode(t, again)))
+				})
+			}
+		})
+	}
+}
+
+// requireValid runs Tekton's own defaulting and validation, with the feature
+// flags of a default install, as Tekton's webhook would on admission.
+func requireValid(t *testing.T, run *v1.PipelineRun) {
+	t.Helper()
+	ctx := context.Background()
+	r := run.DeepCopy()
+	if r.Name == "" && r.GenerateName != "" {
+		r.Name = r.GenerateName + "x7k2p" // as the API server would
+	}
+	r.SetDefaults(ctx)
+	if fe := r.Validate(ctx); fe != nil {
+		t.Fatalf("Tekton rejects the output: %v", fe)
+	}
+}
+
+func compareGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+		return
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "missing golden file; run go test ./transform -update")
+	if !bytes.Equal(want, got) {
+		require.Equal(t, string(want), string(got), "%s differs; run go test ./transform -update and review the diff", path)
+	}
+}

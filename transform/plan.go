@@ -1,0 +1,226 @@
+package transform
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+)
+
+// taskPlan is what the conversion will do to one PipelineTask that binds a
+// converted workspace. Plans are complete before anything is rewritten.
+type taskPlan struct {
+	name    string
+	finally bool
+	index   int // in spec.Tasks or spec.Finally
+	// bindings are the task's bindings to converted workspaces, in order.
+	bindings []v1.WorkspacePipelineTaskBinding
+	// workspaces are the converted pipeline workspaces, in first-binding order.
+	workspaces []string
+	spec       v1.TaskSpec // a copy: either the embedded spec or the resolved one
+	inlined    bool        // spec came from resolved (taskRef -> taskSpec)
+	source     *Source
+	matrixed   bool
+	pullsFrom  map[string][]string // workspace -> producers, in pull order
+	pushes     map[string]bool     // workspace -> at least one writable binding
+	views      map[string][]view   // workspace -> the subPath views the task binds
+	warnings   []string
+}
+
+func (p *taskPlan) task(spec *v1.PipelineSpec) *v1.PipelineTask {
+	if p.finally {
+		return &spec.Finally[p.index]
+	}
+	return &spec.Tasks[p.index]
+}
+
+func (p *taskPlan) declaration(taskWorkspace string) *v1.WorkspaceDeclaration {
+	for i := range p.spec.Workspaces {
+		if p.spec.Workspaces[i].Name == taskWorkspace {
+			return &p.spec.Workspaces[i]
+		}
+	}
+	return nil
+}
+
+func (p *taskPlan) report() TaskReport {
+	r := TaskReport{Name: p.name, Finally: p.finally, Workspaces: p.workspaces, Inlined: p.inlined}
+	seen := map[string]bool{}
+	for _, ws := range p.workspaces {
+		for _, from := range p.pullsFrom[ws] {
+			if !seen[from] {
+				seen[from] = true
+				r.PullsFrom = append(r.PullsFrom, from)
+			}
+		}
+		r.Pushes = r.Pushes || p.pushes[ws]
+	}
+	return r
+}
+
+// planTasks decides, for every task that binds a converted workspace, where
+// its spec comes from, what it pulls and whether it pushes. It refuses (an
+// *unconvertible error) anything it cannot convert faithfully.
+func planTasks(spec *v1.PipelineSpec, converted map[string]bool, resolved Resolved, g *graph) ([]*taskPlan, error) {
+	var plans []*taskPlan
+	add := func(pts []v1.PipelineTask, finally bool) error {
+		for i, pt := range pts {
+			bindings := bindingsTo(pt, converted)
+			if len(bindings) == 0 {
+				continue
+			}
+			p, err := planTask(pt, bindings, resolved)
+			if err != nil {
+				return err
+			}
+			p.finally, p.index = finally, i
+			if finally {
+				// Nothing runs after a finally task, so what it changes is
+				// never read: pushing it would only cost time.
+				p.pushes = map[string]bool{}
+			}
+			plans = append(plans, p)
+		}
+		return nil
+	}
+	if err := add(spec.Tasks, false); err != nil {
+		return nil, err
+	}
+	if err := add(spec.Finally, true); err != nil {
+		return nil, err
+	}
+
+	// A task pulls, per workspace, from its upstream tasks that push to it:
+	// the others contribute nothing, and listing them would only cost lookups.
+	// A producer whose writable views cannot overlap any of the consumer's
+	// views (git vs bucket) cannot change what the consumer sees either.
+	pushers := map[string]map[string]*taskPlan{}
+	for _, p := range plans {
+		for ws, push := range p.pushes {
+			if push && !p.finally {
+				if pushers[ws] == nil {
+					pushers[ws] = map[string]*taskPlan{}
+				}
+				pushers[ws][p.name] = p
+			}
+		}
+	}
+	read := map[string]map[string]bool{} // workspace -> tasks someone pulls from
+	for _, p := range plans {
+		p.pullsFrom = map[string][]string{}
+		for _, ws := range p.workspaces {
+			for _, up := range g.upstream(p.name, p.finally) {
+				if producer := pushers[ws][up]; producer != nil && reaches(producer.views[ws], p.views[ws]) {
+					p.pullsFrom[ws] = append(p.pullsFrom[ws], up)
+					if read[ws] == nil {
+						read[ws] = map[string]bool{}
+					}
+					read[ws][up] = true
+				}
+			}
+		}
+	}
+	// A delta that no later task reads would only cost the task its push.
+	for _, p := range plans {
+		for ws := range p.pushes {
+			p.pushes[ws] = p.pushes[ws] && read[ws][p.name]
+		}
+	}
+	return plans, nil
+}
+
+func planTask(pt v1.PipelineTask, bindings []v1.WorkspacePipelineTaskBinding, resolved Resolved) (*taskPlan, error) {
+	p := &taskPlan{name: pt.Name, bindings: bindings, matrixed: pt.IsMatrixed(), pushes: map[string]bool{}}
+	switch {
+	case pt.PipelineRef != nil || pt.PipelineSpec != nil:
+		return nil, refuse(ReasonPipelineInPipe, "pipeline task %q is a pipeline-in-pipeline that binds workspace %q", pt.Name, pipelineWorkspace(bindings[0]))
+	case pt.TaskRef != nil && pt.TaskRef.IsCustomTask():
+		return nil, refuse(ReasonCustomTask, "pipeline task %q is a custom task (%s %s) that binds workspace %q", pt.Name, pt.TaskRef.APIVersion, pt.TaskRef.Kind, pipelineWorkspace(bindings[0]))
+	case pt.TaskSpec != nil && pt.TaskSpec.IsCustomTask():
+		return nil, refuse(ReasonCustomTask, "pipeline task %q is a custom task (%s %s) that binds workspace %q", pt.Name, pt.TaskSpec.APIVersion, pt.TaskSpec.Kind, pipelineWorkspace(bindings[0]))
+	case pt.TaskRef != nil:
+		rt, ok := resolved.Tasks[pt.Name]
+		if !ok {
+			return nil, refuse(ReasonMissingTask, "the Task of pipeline task %q (%s) was not resolved", pt.Name, describeRef(pt.TaskRef))
+		}
+		p.spec = *rt.Spec.DeepCopy()
+		p.inlined = true
+		src := rt.Source
+		p.source = &src
+	case pt.TaskSpec != nil:
+		p.spec = *pt.TaskSpec.TaskSpec.DeepCopy()
+	default:
+		return nil, refuse(ReasonInvalidPipeline, "pipeline task %q has neither taskRef nor taskSpec", pt.Name)
+	}
+	if err := checkTaskReservedNames(pt.Name, &p.spec); err != nil {
+		return nil, err
+	}
+
+	views := map[string][]view{}
+	for _, b := range bindings {
+		ws := pipelineWorkspace(b)
+		decl := p.declaration(b.Name)
+		if decl == nil {
+			return nil, refuse(ReasonInvalidPipeline, "pipeline task %q binds workspace %q that its Task does not declare", pt.Name, b.Name)
+		}
+		if !slices.Contains(p.workspaces, ws) {
+			p.workspaces = append(p.workspaces, ws)
+		}
+		if !decl.ReadOnly {
+			p.pushes[ws] = true
+		}
+		for _, other := range views[ws] {
+			if (other.writable || !decl.ReadOnly) && overlaps(other.subPath, b.SubPath) {
+				// On a PVC both views are one volume and see each other's
+				// writes at once; two emptyDirs would not.
+				return nil, refuse(ReasonUnsupportedShape, "pipeline task %q binds workspace %q twice with overlapping subPaths %q and %q", pt.Name, ws, other.subPath, b.SubPath)
+			}
+		}
+		views[ws] = append(views[ws], view{subPath: b.SubPath, writable: !decl.ReadOnly})
+	}
+	p.views = views
+	return p, nil
+}
+
+// view is one binding of a pipeline workspace in a task.
+type view struct {
+	subPath  string
+	writable bool
+}
+
+// reaches reports whether writes through any writable view of a producer can
+// show up in any view of a consumer. A subPath with a variable may become
+// anything at run time, so it reaches everything.
+func reaches(producer, consumer []view) bool {
+	for _, w := range producer {
+		if !w.writable {
+			continue
+		}
+		for _, r := range consumer {
+			if strings.Contains(w.subPath, "$(") || strings.Contains(r.subPath, "$(") || overlaps(w.subPath, r.subPath) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// overlaps reports whether two subPath views of one workspace share files.
+// A subPath with a variable is compared by its text: Tekton would substitute
+// the same value into both.
+func overlaps(a, b string) bool {
+	a, b = strings.Trim(a, "/"), strings.Trim(b, "/")
+	return a == "" || b == "" || a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
+}
+
+func describeRef(ref *v1.TaskRef) string {
+	if ref.Resolver != "" {
+		return fmt.Sprintf("resolver %s", ref.Resolver)
+	}
+	kind := string(ref.Kind)
+	if kind == "" {
+		kind = "Task"
+	}
+	return fmt.Sprintf("%s %s", kind, ref.Name)
+}
