@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -29,13 +30,21 @@ func testOptions() transform.Options {
 }
 
 // loadCase reads testdata/<case>/input.yaml: the PipelineRun first, then the
-// Pipeline and Tasks its references resolve to (by name, as offline.Resolve
-// does). A reference left unresolved is what some cases test.
+// Pipeline and Tasks its references resolve to, plus any files in refs/
+// (resolved as offline.Resolve does: by name, git/http refs by file name). A
+// reference left unresolved is what some cases test.
 func loadCase(t testing.TB, dir string) (*v1.PipelineRun, transform.Resolved) {
 	t.Helper()
 	docs, err := offline.LoadFile(filepath.Join(dir, "input.yaml"), nil)
 	require.NoError(t, err)
 	require.NotEmpty(t, docs)
+	refs, err := filepath.Glob(filepath.Join(dir, "refs", "*.yaml"))
+	require.NoError(t, err)
+	for _, ref := range refs {
+		more, err := offline.LoadFile(ref, nil)
+		require.NoError(t, err)
+		docs = append(docs, more...)
+	}
 	run, ok := docs[0].Object.(*v1.PipelineRun)
 	require.True(t, ok, "the first document of input.yaml must be the PipelineRun")
 	resolved, _ := offline.Resolve(run, docs)
@@ -69,7 +78,7 @@ func TestGolden(t *testing.T) {
 			compareGolden(t, filepath.Join(dir, "report.yaml"), gotReport)
 
 			t.Run("valid for Tekton", func(t *testing.T) {
-				requireValid(t, out)
+				requireValid(t, dir, out)
 			})
 
 			t.Run("idempotent", func(t *testing.T) {
@@ -97,11 +106,22 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// requireValid runs Tekton's own defaulting and validation, with the feature
-// flags of a default install, as Tekton's webhook would on admission.
-func requireValid(t *testing.T, run *v1.PipelineRun) {
+// requireValid runs Tekton's own defaulting and validation as Tekton's
+// webhook would on admission, with the feature flags of a default install
+// unless the case's feature-flags.yaml (the data of Tekton's feature-flags
+// ConfigMap) says otherwise, for inputs that themselves need an alpha field.
+func requireValid(t *testing.T, dir string, run *v1.PipelineRun) {
 	t.Helper()
 	ctx := context.Background()
+	if raw, err := os.ReadFile(filepath.Join(dir, "feature-flags.yaml")); err == nil {
+		var data map[string]string
+		require.NoError(t, yaml.Unmarshal(raw, &data))
+		flags, err := config.NewFeatureFlagsFromMap(data)
+		require.NoError(t, err)
+		cfg := *config.FromContextOrDefaults(ctx)
+		cfg.FeatureFlags = flags
+		ctx = config.ToContext(ctx, &cfg)
+	}
 	r := run.DeepCopy()
 	if r.Name == "" && r.GenerateName != "" {
 		r.Name = r.GenerateName + "x7k2p" // as the API server would
