@@ -2,6 +2,7 @@ package transport
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,50 @@ func (e *extractor) close() {
 type layerState struct {
 	verified []map[string]bool // per mount: directories known to be real
 	regs     map[string]bool   // regular files of this layer (hard link targets)
+	pool     *filePool
+}
+
+// filePool writes small files on several goroutines: creating a file is
+// the dominant cost of many small files, and it is kernel time that
+// parallelises.
+type filePool struct {
+	sem chan struct{}
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+const smallFile = 1 << 20
+
+func newFilePool(n int) *filePool { return &filePool{sem: make(chan struct{}, n)} }
+
+func (fp *filePool) do(fn func() error) {
+	fp.sem <- struct{}{}
+	fp.wg.Add(1)
+	go func() {
+		defer fp.wg.Done()
+		defer func() { <-fp.sem }()
+		if err := fn(); err != nil {
+			fp.mu.Lock()
+			if fp.err == nil {
+				fp.err = err
+			}
+			fp.mu.Unlock()
+		}
+	}()
+}
+
+func (fp *filePool) wait() error {
+	fp.wg.Wait()
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return fp.err
+}
+
+func (fp *filePool) failed() error {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return fp.err
 }
 
 // entryFunc is told about every entry before it is written.
@@ -101,15 +146,26 @@ func (e *extractor) extractTar(r io.Reader, title string, onEntry entryFunc) err
 	if !validTitle(title) {
 		return refuse(title, "layer title is not a plain folder name")
 	}
-	ls := &layerState{regs: map[string]bool{}}
+	ls := &layerState{regs: map[string]bool{}, pool: newFilePool(8)}
 	for range e.mounts {
 		ls.verified = append(ls.verified, map[string]bool{})
 	}
+	err := e.extractEntries(ls, r, title, onEntry)
+	if werr := ls.pool.wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+func (e *extractor) extractEntries(ls *layerState, r io.Reader, title string, onEntry entryFunc) error {
 	prefix := title + "/"
 	tr := tar.NewReader(r)
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
 	for {
+		if err := ls.pool.failed(); err != nil {
+			return err
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			return nil
@@ -171,6 +227,9 @@ func (c *corruptError) Error() string { return "corrupt archive: " + c.err.Error
 func (c *corruptError) Unwrap() error { return c.err }
 
 func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, prefix string, buf []byte) error {
+	if (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && h.Size <= smallFile {
+		return e.smallFile(ls, tr, h, p)
+	}
 	first := -1 // mount that received the file's data
 	for mi, m := range e.mounts {
 		local, ok := m.local(p)
@@ -202,9 +261,11 @@ func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, pref
 				}
 			}
 			ls.verified[mi][local] = true
-			e.mu.Lock()
-			e.dirs[dirKey{mi, local}] = dirMeta{mode: h.Mode, mtime: h.ModTime, uid: h.Uid, gid: h.Gid}
-			e.mu.Unlock()
+			if h.ModTime.UnixNano() != 0 { // epoch: a synthesized ancestor with no metadata
+				e.mu.Lock()
+				e.dirs[dirKey{mi, local}] = dirMeta{mode: h.Mode, mtime: h.ModTime, uid: h.Uid, gid: h.Gid}
+				e.mu.Unlock()
+			}
 		case tar.TypeSymlink:
 			if err := checkLinkTarget(p, h.Linkname, []*mount{m}); err != nil {
 				return err
@@ -225,6 +286,9 @@ func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, pref
 				e.mu.Unlock()
 			}
 		case tar.TypeLink:
+			if err := ls.pool.wait(); err != nil {
+				return err
+			}
 			target := strings.TrimPrefix(h.Linkname, prefix)
 			if !strings.HasPrefix(h.Linkname, prefix) || checkRelPath(target) != nil || !ls.regs[target] {
 				return refuse(p, "hard link to %q, which is not a file earlier in the archive", h.Linkname)
@@ -261,6 +325,48 @@ func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, pref
 	if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
 		ls.regs[p] = true
 	}
+	return nil
+}
+
+// smallFile reads a small file into memory and writes it to every mount on
+// the layer's pool.
+func (e *extractor) smallFile(ls *layerState, tr *tar.Reader, h *tar.Header, p string) error {
+	data := make([]byte, h.Size)
+	if _, err := io.ReadFull(tr, data); err != nil {
+		return &corruptError{fmt.Errorf("%s: %w", p, err)}
+	}
+	type target struct {
+		root  *os.Root
+		local string
+	}
+	var targets []target
+	for mi, m := range e.mounts {
+		local, ok := m.local(p)
+		if !ok {
+			continue
+		}
+		if local == "" {
+			return refuse(p, "entry would replace the mount root %s", m.abs)
+		}
+		if err := e.parents(ls, mi, p, local); err != nil {
+			return err
+		}
+		targets = append(targets, target{e.roots[mi], local})
+	}
+	ls.regs[p] = true
+	if len(targets) == 0 {
+		return nil
+	}
+	e.files.Add(1)
+	hdr := *h
+	ls.pool.do(func() error {
+		for _, t := range targets {
+			if err := e.writeFile(t.root, t.local, p, bytes.NewReader(data), &hdr, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	return nil
 }
 
@@ -322,7 +428,12 @@ func (e *extractor) writeFile(root *os.Root, local, p string, src io.Reader, h *
 	if err != nil {
 		return fmt.Errorf("create %s: %w", p, err)
 	}
-	n, err := io.CopyBuffer(f, io.LimitReader(src, h.Size), buf)
+	var n int64
+	if br, ok := src.(*bytes.Reader); ok {
+		n, err = br.WriteTo(f)
+	} else {
+		n, err = io.CopyBuffer(f, io.LimitReader(src, h.Size), buf)
+	}
 	if err == nil && n != h.Size {
 		err = &corruptError{fmt.Errorf("%s: short file (%d of %d bytes)", p, n, h.Size)}
 	}

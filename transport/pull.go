@@ -241,6 +241,9 @@ func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta,
 			defer ct.mu.Unlock()
 			if i, ok := ct.written[p]; ok {
 				if i == j {
+					if typ == typeDir {
+						return nil // ancestors are repeated in each layer
+					}
 					return refuse(p, "path appears twice in %s", d.tag)
 				}
 				if typ != typeDir {

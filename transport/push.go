@@ -55,6 +55,7 @@ type layerPlan struct {
 	title   string
 	entries []record
 	bytes   int64
+	dirs    map[string]*record // every directory of the scan, for ancestors
 }
 
 // Push computes what changed in the mounts since the baseline in StateDir
@@ -121,6 +122,15 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	// pack, compress, upload
 	t1 := time.Now()
 	plans := planLayers(changed, o.LayerSize)
+	dirs := map[string]*record{}
+	for i := range cur {
+		if cur[i].typ == typeDir {
+			dirs[cur[i].path] = &cur[i]
+		}
+	}
+	for i := range plans {
+		plans[i].dirs = dirs
+	}
 	layers := make([]ocispec.Descriptor, len(plans))
 	var compressed, uploadedBytes atomic.Int64
 	var uploaded atomic.Int32
@@ -344,8 +354,28 @@ func writeTar(w io.Writer, pl layerPlan) error {
 	}
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
+	emitted := map[string]bool{}
 	for i := range pl.entries {
 		r := &pl.entries[i]
+		// every ancestor directory is in the layer, so that each layer
+		// unpacks on its own (the stock oras CLI needs it)
+		for j := 0; j < len(r.path); j++ {
+			if r.path[j] != '/' || emitted[r.path[:j]] {
+				continue
+			}
+			d := r.path[:j]
+			emitted[d] = true
+			h := &tar.Header{Typeflag: tar.TypeDir, Name: pl.title + "/" + d + "/", Mode: 0o755, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+			if a := pl.dirs[d]; a != nil {
+				h.Mode, h.Uid, h.Gid, h.ModTime = int64(a.mode), int(a.uid), int(a.gid), time.Unix(0, a.mtime)
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+		}
+		if r.typ == typeDir {
+			emitted[r.path] = true
+		}
 		h := &tar.Header{
 			Name:    pl.title + "/" + r.path,
 			Mode:    int64(r.mode),

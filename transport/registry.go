@@ -208,8 +208,14 @@ func (c *client) pushBlob(ctx context.Context, desc ocispec.Descriptor, open fun
 		uploaded = err == nil
 		return err
 	})
+	if err == nil && testHookBlobPushed != nil {
+		testHookBlobPushed()
+	}
 	return uploaded, err
 }
+
+// testHookBlobPushed is called after each blob push (tests only).
+var testHookBlobPushed func()
 
 // listTags returns all tags of the repository; a repository that does not
 // exist yet has none.

@@ -1,0 +1,184 @@
+package transport
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/stretchr/testify/require"
+)
+
+type tarEntry struct {
+	name, link, body string
+	typ              byte
+	mode             int64
+}
+
+func buildTar(t testing.TB, entries ...tarEntry) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		mode := e.mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: mode, Size: int64(len(e.body))}
+		if e.typ == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		require.NoError(t, tw.WriteHeader(h))
+		if h.Size > 0 {
+			_, err := tw.Write([]byte(e.body))
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, tw.Close())
+	return buf.Bytes()
+}
+
+// extractInto extracts an archive into <parent>/mount and returns parent.
+func extractInto(t testing.TB, data []byte, limits Limits, sub string) (string, error) {
+	parent := t.TempDir()
+	ms, err := prepareMounts([]Mount{{Dir: filepath.Join(parent, "mount"), SubPath: sub}})
+	require.NoError(t, err)
+	ex, err := newExtractor(ms, limits)
+	require.NoError(t, err)
+	defer ex.close()
+	err = ex.extractTar(bytes.NewReader(data), "ws-000", nil)
+	if err == nil {
+		err = ex.finish()
+	}
+	return parent, err
+}
+
+// outside lists what exists in parent apart from the mount.
+func outside(t testing.TB, parent string) []string {
+	ents, err := os.ReadDir(parent)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range ents {
+		if e.Name() != "mount" {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func TestHostileArchives(t *testing.T) {
+	cases := []struct {
+		name    string
+		entries []tarEntry
+		limits  Limits
+		entry   string // the refused entry named in the error
+	}{
+		{"dotdot", []tarEntry{{name: "ws-000/../evil", body: "x"}}, Limits{}, "ws-000/../evil"},
+		{"dotdot deep", []tarEntry{{name: "ws-000/a/../../evil", body: "x"}}, Limits{}, "ws-000/a/../../evil"},
+		{"absolute", []tarEntry{{name: "/evil", body: "x"}}, Limits{}, "/evil"},
+		{"absolute under title", []tarEntry{{name: "ws-000//evil", body: "x"}}, Limits{}, "ws-000//evil"},
+		{"outside title", []tarEntry{{name: "other/evil", body: "x"}}, Limits{}, "other/evil"},
+		{"symlink absolute", []tarEntry{{name: "ws-000/l", link: "/etc", typ: tar.TypeSymlink}}, Limits{}, "l"},
+		{"symlink escapes", []tarEntry{{name: "ws-000/a/l", link: "../../evil", typ: tar.TypeSymlink}}, Limits{}, "a/l"},
+		{"through symlink", []tarEntry{
+			{name: "ws-000/real/", typ: tar.TypeDir},
+			{name: "ws-000/l", link: "real", typ: tar.TypeSymlink},
+			{name: "ws-000/l/x", body: "x"}}, Limits{}, "l/x"},
+		{"symlink chain climbs", []tarEntry{
+			{name: "ws-000/a/", typ: tar.TypeDir},
+			{name: "ws-000/a/up", link: "..", typ: tar.TypeSymlink},
+			{name: "ws-000/a/esc", link: "up/../x", typ: tar.TypeSymlink}}, Limits{}, "a/esc"},
+		{"char device", []tarEntry{{name: "ws-000/dev", typ: tar.TypeChar}}, Limits{}, "dev"},
+		{"block device", []tarEntry{{name: "ws-000/blk", typ: tar.TypeBlock}}, Limits{}, "blk"},
+		{"fifo", []tarEntry{{name: "ws-000/fifo", typ: tar.TypeFifo}}, Limits{}, "fifo"},
+		{"hard link outside", []tarEntry{{name: "ws-000/h", link: "/etc/passwd", typ: tar.TypeLink}}, Limits{}, "h"},
+		{"hard link not in archive", []tarEntry{{name: "ws-000/h", link: "ws-000/nothere", typ: tar.TypeLink}}, Limits{}, "h"},
+		{"too many entries", []tarEntry{{name: "ws-000/1"}, {name: "ws-000/2"}, {name: "ws-000/3"}}, Limits{MaxEntries: 2}, "ws-000/3"},
+		{"too many bytes", []tarEntry{{name: "ws-000/1", body: "12345"}, {name: "ws-000/2", body: "678901"}}, Limits{MaxBytes: 10}, "2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			parent, err := extractInto(t, buildTar(t, c.entries...), c.limits, "")
+			require.Error(t, err)
+			require.Equal(t, ExitRefused, ExitCode(err), err.Error())
+			require.Contains(t, err.Error(), `"`+c.entry+`"`)
+			require.Empty(t, outside(t, parent), "nothing written outside the mount")
+		})
+	}
+}
+
+func TestHardLinkInsideArchive(t *testing.T) {
+	parent, err := extractInto(t, buildTar(t,
+		tarEntry{name: "ws-000/f", body: "data"},
+		tarEntry{name: "ws-000/h", link: "ws-000/f", typ: tar.TypeLink}), Limits{}, "")
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(parent, "mount/h"))
+	require.NoError(t, err)
+	require.Equal(t, "data", string(b))
+}
+
+func TestSubPathSymlinkEscape(t *testing.T) {
+	// inside the workspace, but outside the git view
+	_, err := extractInto(t, buildTar(t, tarEntry{name: "ws-000/git/l", link: "../bucket/x", typ: tar.TypeSymlink}), Limits{}, "git")
+	require.Equal(t, ExitRefused, ExitCode(err))
+}
+
+// pushRaw pushes a crafted single-layer delta (hostile content through the
+// whole pull path).
+func pushRaw(t *testing.T, e *env, tag string, layer []byte, mediaType string) {
+	ctx := context.Background()
+	o := e.reg.opts(t, e.repo)
+	require.NoError(t, o.setDefaults())
+	c, err := newClient(&o)
+	require.NoError(t, err)
+	ld := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(layer), Size: int64(len(layer)),
+		Annotations: map[string]string{AnnotationTitle: "ws-000"}}
+	_, err = c.pushBlob(ctx, ld, func() io.Reader { return bytes.NewReader(layer) })
+	require.NoError(t, err)
+	cfg := encodeConfig(nil)
+	cd := ocispec.Descriptor{MediaType: ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+	_, err = c.pushBlob(ctx, cd, func() io.Reader { return bytes.NewReader(cfg) })
+	require.NoError(t, err)
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		ArtifactType: ArtifactType, Config: cd, Layers: []ocispec.Descriptor{ld}}
+	mb, err := jsonMarshal(m)
+	require.NoError(t, err)
+	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+	require.NoError(t, c.repo.Manifests().PushReference(ctx, md, bytes.NewReader(mb), tag))
+}
+
+func fetchManifestForTest(t *testing.T, e *env, tag string) *ocispec.Manifest {
+	o := e.reg.opts(t, e.repo)
+	require.NoError(t, o.setDefaults())
+	c, err := newClient(&o)
+	require.NoError(t, err)
+	_, m, err := c.fetchManifest(context.Background(), tag)
+	require.NoError(t, err)
+	return m
+}
+
+func TestHostileArtifactThroughRegistry(t *testing.T) {
+	e := newEnv(t)
+	pushRaw(t, e, "evil", buildTar(t, tarEntry{name: "ws-000/../../escape", body: "pwned"}), MediaTypeTar)
+	parent := t.TempDir()
+	_, err := Pull(context.Background(), PullOptions{Options: e.reg.opts(t, e.repo), From: []string{"evil"},
+		Mounts: []Mount{{Dir: filepath.Join(parent, "mount")}}, StateDir: t.TempDir()})
+	require.Error(t, err)
+	require.Equal(t, ExitRefused, ExitCode(err))
+	require.Contains(t, err.Error(), "../../escape")
+	require.Empty(t, outside(t, parent))
+
+	// a corrupt (but correctly digested) gzip layer is refused too
+	pushRaw(t, e, "corrupt", []byte("not gzip at all"), MediaTypeTarGzip)
+	_, err = Pull(context.Background(), PullOptions{Options: e.reg.opts(t, e.repo), From: []string{"corrupt"},
+		Mounts: []Mount{{Dir: t.TempDir()}}, StateDir: t.TempDir()})
+	require.Equal(t, ExitRefused, ExitCode(err), err)
+}
