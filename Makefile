@@ -9,7 +9,7 @@ TOOLS := hack/tools.sh
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit lint fmt tools demo bench fuzz clean
+.PHONY: all build test unit lint fmt tools demo bench bench-transport fuzz clean
 
 all: build
 
@@ -47,8 +47,12 @@ demo: build
 	hack/demo.sh
 
 ## bench: benchmarks (numbers go into issue notes; nothing here asserts time)
-bench:
+bench: bench-transport
 	$(GO) test -run '^$$' -bench . -benchmem ./transform/...
+
+## bench-transport: ours vs the oras CLI on 1 GiB and 20 000 small files (real registry)
+bench-transport:
+	hack/bench-transport.sh
 
 ## fuzz: run each fuzz target for FUZZTIME (not part of CI)
 FUZZTIME ?= 5m

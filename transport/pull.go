@@ -199,9 +199,11 @@ func fetchDelta(ctx context.Context, c *client, d *delta) error {
 	return nil
 }
 
+type writer struct{ delta, layer int }
+
 type conflictTracker struct {
 	mu      sync.Mutex
-	written map[string]int // path -> delta index that last wrote it
+	written map[string]writer // path -> what last wrote it
 	deltas  []*delta
 	count   int
 	log     interface{ Warn(string, ...any) }
@@ -222,13 +224,13 @@ func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta,
 	Warn(string, ...any)
 	Info(string, ...any)
 }) error {
-	ct := &conflictTracker{written: map[string]int{}, deltas: deltas, log: log}
+	ct := &conflictTracker{written: map[string]writer{}, deltas: deltas, log: log}
 	for j, d := range deltas {
 		// deletions first
 		for _, p := range d.config.Deletions {
-			for q, i := range ct.written {
-				if i != j && under(q, p) {
-					ct.conflict(q, i, j, "deleted")
+			for q, w := range ct.written {
+				if w.delta != j && under(q, p) {
+					ct.conflict(q, w.delta, j, "deleted")
 					delete(ct.written, q)
 				}
 			}
@@ -236,22 +238,24 @@ func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta,
 				return err
 			}
 		}
-		onEntry := func(p string, typ byte) error {
-			ct.mu.Lock()
-			defer ct.mu.Unlock()
-			if i, ok := ct.written[p]; ok {
-				if i == j {
-					if typ == typeDir {
-						return nil // ancestors are repeated in each layer
+		onEntry := func(li int) entryFunc {
+			return func(p string, typ byte) error {
+				ct.mu.Lock()
+				defer ct.mu.Unlock()
+				if w, ok := ct.written[p]; ok {
+					if w.delta == j {
+						if typ == typeDir || w.layer == li {
+							return nil // ancestors repeat in each layer; a retried layer repeats itself
+						}
+						return refuse(p, "path appears twice in %s", d.tag)
 					}
-					return refuse(p, "path appears twice in %s", d.tag)
+					if typ != typeDir {
+						ct.conflict(p, w.delta, j, "overwritten")
+					}
 				}
-				if typ != typeDir {
-					ct.conflict(p, i, j, "overwritten")
-				}
+				ct.written[p] = writer{j, li}
+				return nil
 			}
-			ct.written[p] = j
-			return nil
 		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, conc)
@@ -265,7 +269,7 @@ func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta,
 				defer wg.Done()
 				defer func() { <-sem }()
 				errs[li] = c.withRetry(ctx, fmt.Sprintf("pull layer %s of %s", l.Digest, d.tag), func() error {
-					n, err := pullLayer(ctx, c, ex, l, onEntry)
+					n, err := pullLayer(ctx, c, ex, l, onEntry(li))
 					dl.Add(n)
 					return err
 				})
