@@ -1,0 +1,285 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"github.com/go-logr/logr/testr"
+	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve/resolvetest"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/server"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the want.yaml files from what the handler answers")
+
+// Options every golden case converts with.
+var testOptions = transform.Options{
+	Registry:         "registry.test:5000",
+	RepositoryPrefix: "tekton-oci-transport",
+	PlainHTTP:        true,
+	StepImage:        "oci-transport-step:test",
+	StepCommand:      []string{"/usr/local/bin/oci-transport-step"},
+}
+
+// caseConfig is testdata/<case>/config.yaml (optional).
+type caseConfig struct {
+	Strict            bool   `json:"strict"`
+	ResolutionTimeout string `json:"resolutionTimeout"`
+}
+
+// answer is what want.yaml records: the admission answer and the raw input
+// object with the returned patch applied.
+type answer struct {
+	Allowed            bool           `json:"allowed"`
+	Code               int32          `json:"code,omitempty"`
+	Message            string         `json:"message,omitempty"`
+	Warnings           []string       `json:"warnings,omitempty"`
+	Patched            bool           `json:"patched"`
+	ResolutionRequests int            `json:"resolutionRequests,omitempty"`
+	Object             map[string]any `json:"object,omitempty"`
+}
+
+// TestGolden feeds each testdata/<case>/input.yaml (an AdmissionReview) to
+// the handler, with cluster.yaml as the objects the API holds and
+// resolutions.yaml as what Tekton's resolvers answer, and compares the
+// answer and the patched raw object with want.yaml.
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*/input.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, inputs)
+	for _, input := range inputs {
+		dir := filepath.Dir(input)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			t.Parallel()
+			got, raw, h, req := runCase(t, dir)
+			assertNoArtefacts(t, raw, got)
+			if got.Patched {
+				assertReinvocationIsNoop(t, h, req, got.Object)
+			}
+			out, err := yaml.Marshal(got)
+			require.NoError(t, err)
+			wantPath := filepath.Join(dir, "want.yaml")
+			if *update {
+				require.NoError(t, os.WriteFile(wantPath, out, 0o644))
+				return
+			}
+			want, err := os.ReadFile(wantPath)
+			require.NoError(t, err, "run with -update to create it")
+			require.Equal(t, string(want), string(out))
+		})
+	}
+}
+
+func runCase(t *testing.T, dir string) (answer, []byte, *webhook.Handler, admission.Request) {
+	t.Helper()
+	review := readReview(t, filepath.Join(dir, "input.yaml"))
+	req := admission.Request{AdmissionRequest: *review.Request}
+	raw := req.Object.Raw
+
+	var cfg caseConfig
+	if data, err := os.ReadFile(filepath.Join(dir, "config.yaml")); err == nil {
+		require.NoError(t, yaml.Unmarshal(data, &cfg))
+	}
+	timeout := 2 * time.Second
+	if cfg.ResolutionTimeout != "" {
+		timeout, _ = time.ParseDuration(cfg.ResolutionTimeout)
+	}
+	c := fakeCluster(t, filepath.Join(dir, "cluster.yaml"))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if answers, err := resolvetest.Load(filepath.Join(dir, "resolutions.yaml")); err == nil {
+		r := &resolvetest.Resolver{Client: c, Answers: answers}
+		go r.Run(ctx, 5*time.Millisecond)
+	}
+	h := &webhook.Handler{
+		Strict:     cfg.Strict,
+		Options:    testOptions,
+		Resolver:   &resolve.Resolver{Cache: c, Client: c, Live: c, Timeout: timeout, Log: testr.New(t)},
+		Namespaces: webhook.CachedNamespaces{Reader: c},
+		Log:        testr.New(t),
+	}
+	resp := h.Handle(ctx, req)
+	got := answer{Allowed: resp.Allowed, Warnings: resp.Warnings, Patched: len(resp.Patches) > 0}
+	if !resp.Allowed && resp.Result != nil {
+		got.Code, got.Message = resp.Result.Code, resp.Result.Message
+	}
+	if got.Patched {
+		require.NotNil(t, resp.PatchType)
+		got.Object = applyPatch(t, raw, resp)
+	} else {
+		require.Nil(t, resp.PatchType, "no patch, no patch type")
+	}
+	// Created by the handler; the resolver deletes them in the background.
+	got.ResolutionRequests = countCreated(t, c)
+	return got, raw, h, req
+}
+
+func readReview(t *testing.T, path string) admissionv1.AdmissionReview {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	js, err := yaml.YAMLToJSON(data)
+	require.NoError(t, err)
+	var review admissionv1.AdmissionReview
+	require.NoError(t, json.Unmarshal(js, &review))
+	require.NotNil(t, review.Request)
+	return review
+}
+
+// created counts ResolutionRequests by the names the fake client assigned
+// (deleted ones included): the fake client keeps no history, so it is wrapped.
+func countCreated(t *testing.T, c client.Client) int {
+	t.Helper()
+	return int(c.(*countingClient).created.Load())
+}
+
+func applyPatch(t *testing.T, raw []byte, resp admission.Response) map[string]any {
+	t.Helper()
+	ops, err := json.Marshal(resp.Patches)
+	require.NoError(t, err)
+	p, err := jsonpatchapply.DecodePatch(ops)
+	require.NoError(t, err)
+	out, err := p.Apply(raw)
+	require.NoError(t, err, "the patch must apply to the raw request object")
+	var obj map[string]any
+	require.NoError(t, json.Unmarshal(out, &obj))
+	return obj
+}
+
+func fakeCluster(t *testing.T, path string) client.Client {
+	t.Helper()
+	scheme, err := server.Scheme()
+	require.NoError(t, err)
+	b := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&resolutionv1beta1.ResolutionRequest{})
+	if data, err := os.ReadFile(path); err == nil {
+		for _, doc := range bytes.Split(data, []byte("\n---")) {
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			b = b.WithObjects(clusterObject(t, doc))
+		}
+	}
+	return &countingClient{Client: b.Build()}
+}
+
+func clusterObject(t *testing.T, doc []byte) client.Object {
+	t.Helper()
+	tm, err := decode.TypeMeta(doc)
+	require.NoError(t, err)
+	if tm.Kind == "Namespace" {
+		ns := &corev1.Namespace{}
+		require.NoError(t, yaml.Unmarshal(doc, ns))
+		return ns
+	}
+	obj, err := decode.Object(doc)
+	require.NoError(t, err)
+	co := obj.(client.Object)
+	if co.GetNamespace() == "" {
+		co.SetNamespace("team-a")
+	}
+	return co
+}
+
+// assertNoArtefacts: every null or empty object in the result was in the
+// raw input already, or is an emptyDir (the conversion's own value).
+func assertNoArtefacts(t *testing.T, raw []byte, got answer) {
+	t.Helper()
+	if got.Object == nil {
+		return
+	}
+	var in any
+	require.NoError(t, json.Unmarshal(raw, &in))
+	var walk func(path string, key string, v any)
+	walk = func(path, key string, v any) {
+		switch tv := v.(type) {
+		case nil:
+			require.Truef(t, existsIn(in, path), "null leaked in at %s", path)
+		case map[string]any:
+			if len(tv) == 0 && key != "emptyDir" {
+				require.Truef(t, existsIn(in, path), "empty object leaked in at %s", path)
+			}
+			for k, cv := range tv {
+				walk(path+"/"+k, k, cv)
+			}
+		case []any:
+			for i, cv := range tv {
+				walk(path+"/"+itoa(i), "", cv)
+			}
+		}
+	}
+	walk("", "", got.Object)
+}
+
+func existsIn(doc any, path string) bool {
+	cur := doc
+	for _, part := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		switch tv := cur.(type) {
+		case map[string]any:
+			v, ok := tv[part]
+			if !ok {
+				return false
+			}
+			cur = v
+		default:
+			return false // positions in lists shift: only maps are checked
+		}
+	}
+	return true
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// assertReinvocationIsNoop sends the patched object again, as the API server
+// does under reinvocationPolicy IfNeeded: nothing may change.
+func assertReinvocationIsNoop(t *testing.T, h *webhook.Handler, req admission.Request, obj map[string]any) {
+	t.Helper()
+	data, err := json.Marshal(obj)
+	require.NoError(t, err)
+	req.Object.Raw = data
+	resp := h.Handle(context.Background(), req)
+	require.True(t, resp.Allowed)
+	require.Empty(t, resp.Patches, "a second pass over our own output must change nothing")
+}
+
+func TestPanicIsRecoveredAndCounted(t *testing.T) {
+	review := readReview(t, "testdata/converted-by-name/input.yaml")
+	for _, strict := range []bool{false, true} {
+		h := &webhook.Handler{Strict: strict, Options: testOptions, Resolver: panicky{}, Log: testr.New(t)}
+		resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: *review.Request})
+		require.Equal(t, !strict, resp.Allowed)
+		if strict {
+			require.NotEqual(t, int32(500), resp.Result.Code, "never a 500")
+		} else {
+			require.Contains(t, strings.Join(resp.Warnings, "\n"), "internal error")
+		}
+	}
+}
+
+type panicky struct{}
+
+func (panicky) Resolve(context.Context, *v1.PipelineRun, bool) (transform.Resolved, error) {
+	panic("boom")
+}

@@ -1,0 +1,135 @@
+// Package resolvetest stands in for Tekton's remote resolvers in tests: it
+// answers ResolutionRequests from fixture files the way Tekton's resolver
+// framework does (status.data is the base64 document, status.refSource says
+// where it came from, condition Succeeded says how it went).
+package resolvetest
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"os"
+	"sync"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+)
+
+// Answer is what a resolver returns for requests with these params.
+type Answer struct {
+	Resolver string            `json:"resolver"`
+	Params   map[string]string `json:"params"`
+	// Object is the Task or Pipeline document (any version) returned as data.
+	Object map[string]any `json:"object,omitempty"`
+	// RefSource is reported as status.refSource.
+	RefSource *v1.RefSource `json:"refSource,omitempty"`
+	// Fail answers with Succeeded=False and this message.
+	Fail string `json:"fail,omitempty"`
+	// Never leaves the request unanswered (a slow or absent resolver).
+	Never bool `json:"never,omitempty"`
+}
+
+// Load reads a YAML list of answers.
+func Load(path string) ([]Answer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading answers: %w", err)
+	}
+	var out []Answer
+	if err := yaml.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("decoding answers %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// Resolver answers requests; Seen lists every request it saw.
+type Resolver struct {
+	Client  client.Client
+	Answers []Answer
+
+	mu   sync.Mutex
+	seen []resolutionv1beta1.ResolutionRequest
+}
+
+// Seen returns the requests answered (or ignored) so far.
+func (r *Resolver) Seen() []resolutionv1beta1.ResolutionRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]resolutionv1beta1.ResolutionRequest(nil), r.seen...)
+}
+
+// Run answers requests every interval until ctx ends.
+func (r *Resolver) Run(ctx context.Context, interval time.Duration) {
+	done := map[string]bool{}
+	for {
+		var list resolutionv1beta1.ResolutionRequestList
+		if err := r.Client.List(ctx, &list); err == nil {
+			for i := range list.Items {
+				rr := &list.Items[i]
+				key := rr.Namespace + "/" + rr.Name
+				if done[key] || rr.Status.GetCondition(apis.ConditionSucceeded) != nil {
+					continue
+				}
+				done[key] = true
+				r.mu.Lock()
+				r.seen = append(r.seen, *rr.DeepCopy())
+				r.mu.Unlock()
+				if err := r.answer(ctx, rr); err != nil {
+					delete(done, key)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (r *Resolver) answer(ctx context.Context, rr *resolutionv1beta1.ResolutionRequest) error {
+	a := r.find(rr)
+	cond := apis.Condition{Type: apis.ConditionSucceeded, LastTransitionTime: apis.VolatileTime{Inner: metav1.Now()}}
+	switch {
+	case a == nil:
+		cond.Status, cond.Reason, cond.Message = corev1.ConditionFalse, "ResolutionFailed", "no fixture answers these params"
+	case a.Never:
+		return nil
+	case a.Fail != "":
+		cond.Status, cond.Reason, cond.Message = corev1.ConditionFalse, "ResolutionFailed", a.Fail
+	default:
+		data, err := yaml.Marshal(a.Object)
+		if err != nil {
+			return fmt.Errorf("encoding fixture: %w", err)
+		}
+		rr.Status.Data = base64.StdEncoding.EncodeToString(data)
+		rr.Status.RefSource = a.RefSource
+		cond.Status = corev1.ConditionTrue
+	}
+	rr.Status.Conditions = append(rr.Status.Conditions, cond)
+	if err := r.Client.Status().Update(ctx, rr); err != nil {
+		return fmt.Errorf("answering %s: %w", rr.Name, err)
+	}
+	return nil
+}
+
+func (r *Resolver) find(rr *resolutionv1beta1.ResolutionRequest) *Answer {
+	got := map[string]string{}
+	for _, p := range rr.Spec.Params {
+		got[p.Name] = p.Value.StringVal
+	}
+	for i := range r.Answers {
+		a := &r.Answers[i]
+		if a.Resolver == rr.Labels["resolution.tekton.dev/type"] && maps.Equal(a.Params, got) {
+			return a
+		}
+	}
+	return nil
+}
