@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Limits bound what a pull accepts.
@@ -90,9 +92,9 @@ func (e *extractor) close() {
 
 // layerState is per layer (one goroutine).
 type layerState struct {
-	verified []map[string]bool // per mount: directories known to be real
-	regs     map[string]bool   // regular files of this layer (hard link targets)
-	pool     *filePool
+	dirs []map[string]int // per mount: open descriptors of directories reached safely
+	regs map[string]bool  // regular files of this layer (hard link targets)
+	pool *filePool
 }
 
 // filePool writes small files on several goroutines: creating a file is
@@ -146,14 +148,15 @@ func (e *extractor) extractTar(r io.Reader, title string, onEntry entryFunc) err
 	if !validTitle(title) {
 		return refuse(title, "layer title is not a plain folder name")
 	}
-	ls := &layerState{regs: map[string]bool{}, pool: newFilePool(8)}
+	ls := &layerState{regs: map[string]bool{}, pool: newFilePool(poolSize)}
 	for range e.mounts {
-		ls.verified = append(ls.verified, map[string]bool{})
+		ls.dirs = append(ls.dirs, map[string]int{})
 	}
 	err := e.extractEntries(ls, r, title, onEntry)
 	if werr := ls.pool.wait(); err == nil {
 		err = werr
 	}
+	ls.closeDirs()
 	return err
 }
 
@@ -227,6 +230,12 @@ func (c *corruptError) Error() string { return "corrupt archive: " + c.err.Error
 func (c *corruptError) Unwrap() error { return c.err }
 
 func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, prefix string, buf []byte) error {
+	if len(ls.dirs[0]) > maxCachedDirs {
+		if err := ls.pool.wait(); err != nil {
+			return err
+		}
+		ls.closeDirs()
+	}
 	if (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && h.Size <= smallFile {
 		return e.smallFile(ls, tr, h, p)
 	}
@@ -243,24 +252,11 @@ func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, pref
 			}
 			continue
 		}
-		if err := e.parents(ls, mi, p, local); err != nil {
-			return err
-		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			fi, err := root.Lstat(local)
-			if err == nil && !fi.IsDir() {
-				if err := root.RemoveAll(local); err != nil {
-					return err
-				}
-				err = fs.ErrNotExist
+			if _, err := e.dirfd(ls, mi, p, local, true); err != nil {
+				return err
 			}
-			if err != nil {
-				if err := root.Mkdir(local, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-					return fmt.Errorf("mkdir %s: %w", p, err)
-				}
-			}
-			ls.verified[mi][local] = true
 			if h.ModTime.UnixNano() != 0 { // epoch: a synthesized ancestor with no metadata
 				e.mu.Lock()
 				e.dirs[dirKey{mi, local}] = dirMeta{mode: h.Mode, mtime: h.ModTime, uid: h.Uid, gid: h.Gid}
@@ -270,15 +266,18 @@ func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, pref
 			if err := checkLinkTarget(p, h.Linkname, []*mount{m}); err != nil {
 				return err
 			}
-			if err := removeExisting(root, local); err != nil {
+			pfd, base, err := e.parentfd(ls, mi, p, local)
+			if err != nil {
 				return err
 			}
-			delete(ls.verified[mi], local)
-			if err := root.Symlink(h.Linkname, local); err != nil {
+			if err := e.removeAt(ls, mi, pfd, base, local); err != nil {
+				return err
+			}
+			if err := unix.Symlinkat(h.Linkname, pfd, base); err != nil {
 				return fmt.Errorf("symlink %s: %w", p, err)
 			}
 			if e.asRoot {
-				_ = root.Lchown(local, h.Uid, h.Gid)
+				_ = unix.Fchownat(pfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
 			}
 			if strings.Contains(h.Linkname, "..") {
 				e.mu.Lock()
@@ -297,7 +296,11 @@ func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, pref
 			if !ok || tl == "" {
 				return refuse(p, "hard link to %q, which is outside the mount", h.Linkname)
 			}
-			if err := removeExisting(root, local); err != nil {
+			pfd, base, err := e.parentfd(ls, mi, p, local)
+			if err != nil {
+				return err
+			}
+			if err := e.removeAt(ls, mi, pfd, base, local); err != nil {
 				return err
 			}
 			if err := root.Link(tl, local); err != nil {
@@ -313,7 +316,11 @@ func (e *extractor) entry(ls *layerState, tr *tar.Reader, h *tar.Header, p, pref
 				defer f.Close()
 				src = f
 			}
-			if err := e.writeFile(root, local, p, src, h, buf); err != nil {
+			pfd, base, err := e.parentfd(ls, mi, p, local)
+			if err != nil {
+				return err
+			}
+			if err := e.writeFile(pfd, base, root, local, p, src, h, buf); err != nil {
 				return err
 			}
 			if first < 0 {
@@ -336,6 +343,8 @@ func (e *extractor) smallFile(ls *layerState, tr *tar.Reader, h *tar.Header, p s
 		return &corruptError{fmt.Errorf("%s: %w", p, err)}
 	}
 	type target struct {
+		pfd   int
+		base  string
 		root  *os.Root
 		local string
 	}
@@ -348,10 +357,11 @@ func (e *extractor) smallFile(ls *layerState, tr *tar.Reader, h *tar.Header, p s
 		if local == "" {
 			return refuse(p, "entry would replace the mount root %s", m.abs)
 		}
-		if err := e.parents(ls, mi, p, local); err != nil {
+		pfd, base, err := e.parentfd(ls, mi, p, local)
+		if err != nil {
 			return err
 		}
-		targets = append(targets, target{e.roots[mi], local})
+		targets = append(targets, target{pfd, base, e.roots[mi], local})
 	}
 	ls.regs[p] = true
 	if len(targets) == 0 {
@@ -359,79 +369,154 @@ func (e *extractor) smallFile(ls *layerState, tr *tar.Reader, h *tar.Header, p s
 	}
 	e.files.Add(1)
 	hdr := *h
-	ls.pool.do(func() error {
+	write := func() error {
 		for _, t := range targets {
-			if err := e.writeFile(t.root, t.local, p, bytes.NewReader(data), &hdr, nil); err != nil {
+			if err := e.writeFile(t.pfd, t.base, t.root, t.local, p, bytes.NewReader(data), &hdr, nil); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}
+	if cap(ls.pool.sem) <= 1 {
+		return write()
+	}
+	ls.pool.do(write)
 	return nil
 }
 
 func mustLocal(m *mount, p string) string { l, _ := m.local(p); return l }
 
-func removeExisting(root *os.Root, local string) error {
-	if _, err := root.Lstat(local); err == nil {
-		if err := root.RemoveAll(local); err != nil {
-			return err
+// maxCachedDirs bounds the directory descriptors a layer keeps open.
+const maxCachedDirs = 512
+
+func (ls *layerState) closeDirs() {
+	for i, m := range ls.dirs {
+		for _, fd := range m {
+			unix.Close(fd)
 		}
+		ls.dirs[i] = map[string]int{}
 	}
-	return nil
 }
 
-// parents makes sure every ancestor of local inside the mount is a real
-// directory, creating missing ones, and refuses to pass through a symlink.
-func (e *extractor) parents(ls *layerState, mi int, p, local string) error {
-	root := e.roots[mi]
-	v := ls.verified[mi]
-	for i := 0; i < len(local); i++ {
-		if local[i] != '/' {
-			continue
+func splitLocal(local string) (dir, base string) {
+	if i := strings.LastIndexByte(local, '/'); i >= 0 {
+		return local[:i], local[i+1:]
+	}
+	return "", local
+}
+
+// parentfd returns an open descriptor of the directory that holds local,
+// creating missing directories.
+func (e *extractor) parentfd(ls *layerState, mi int, p, local string) (int, string, error) {
+	dir, base := splitLocal(local)
+	fd, err := e.dirfd(ls, mi, p, dir, false)
+	return fd, base, err
+}
+
+// dirfd opens (creating it if needed) the directory local of mount mi, one
+// component at a time with O_NOFOLLOW from the mount root, so that nothing
+// is ever reached through a symlink. An ancestor that is a symlink is
+// refused; a non-directory in the way is replaced (the later delta wins);
+// with replace, the final component is replaced even if it is a symlink.
+func (e *extractor) dirfd(ls *layerState, mi int, p, local string, replace bool) (int, error) {
+	cache := ls.dirs[mi]
+	if fd, ok := cache[local]; ok {
+		return fd, nil
+	}
+	if local == "" {
+		fd, err := unix.Open(e.mounts[mi].abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("open mount %s: %w", e.mounts[mi].abs, err)
 		}
-		d := local[:i]
-		if v[d] {
-			continue
+		cache[local] = fd
+		return fd, nil
+	}
+	parent, base := splitLocal(local)
+	pfd, err := e.dirfd(ls, mi, p, parent, false)
+	if err != nil {
+		return -1, err
+	}
+	for attempt := 0; ; attempt++ {
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			cache[local] = fd
+			return fd, nil
 		}
-		fi, err := root.Lstat(d)
-		switch {
-		case err == nil && fi.IsDir():
-		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-			return refuse(p, "path passes through the symlink %s", d)
-		case err == nil:
-			// a file where a directory is needed: the later delta wins
-			if err := root.Remove(d); err != nil {
-				return err
+		if attempt > 2 {
+			return -1, fmt.Errorf("open directory %s: %w", local, err)
+		}
+		switch err {
+		case unix.ENOENT:
+			if err := unix.Mkdirat(pfd, base, 0o755); err != nil && err != unix.EEXIST {
+				return -1, fmt.Errorf("mkdir %s: %w", local, err)
 			}
-			fallthrough
-		case errors.Is(err, fs.ErrNotExist):
-			if err := root.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("mkdir %s: %w", d, err)
+		case unix.ELOOP, unix.ENOTDIR:
+			var st unix.Stat_t
+			if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return -1, err
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFLNK && !replace {
+				return -1, refuse(p, "path passes through the symlink %s", local)
+			}
+			if err := unix.Unlinkat(pfd, base, 0); err != nil && err != unix.ENOENT {
+				return -1, fmt.Errorf("replace %s: %w", local, err)
 			}
 		default:
-			return err
+			return -1, fmt.Errorf("open directory %s: %w", local, err)
 		}
-		v[d] = true
 	}
-	return nil
 }
 
-func (e *extractor) writeFile(root *os.Root, local, p string, src io.Reader, h *tar.Header, buf []byte) error {
-	f, err := root.OpenFile(local, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		if err := root.RemoveAll(local); err != nil {
-			return fmt.Errorf("replace %s: %w", p, err)
+// removeAt removes whatever is at base in pfd (recursively for a directory).
+func (e *extractor) removeAt(ls *layerState, mi, pfd int, base, local string) error {
+	err := unix.Unlinkat(pfd, base, 0)
+	switch err {
+	case nil, unix.ENOENT:
+		return nil
+	case unix.EISDIR, unix.EPERM:
+		if _, ok := ls.dirs[mi][local]; ok {
+			// a directory this layer opened is replaced: let pending
+			// writes finish before its descriptors go
+			if err := ls.pool.wait(); err != nil {
+				return err
+			}
+			for d, fd := range ls.dirs[mi] {
+				if under(d, local) {
+					unix.Close(fd)
+					delete(ls.dirs[mi], d)
+				}
+			}
 		}
-		f, err = root.OpenFile(local, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		return e.roots[mi].RemoveAll(local)
+	}
+	return fmt.Errorf("remove %s: %w", local, err)
+}
+
+func (e *extractor) writeFile(pfd int, base string, root *os.Root, local, p string, src io.Reader, h *tar.Header, buf []byte) error {
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(pfd, base, flags, 0o600)
+	if err == unix.EEXIST {
+		if err := unix.Unlinkat(pfd, base, 0); err != nil {
+			if err != unix.EISDIR && err != unix.EPERM {
+				return fmt.Errorf("replace %s: %w", p, err)
+			}
+			if err := root.RemoveAll(local); err != nil {
+				return fmt.Errorf("replace %s: %w", p, err)
+			}
+		}
+		fd, err = unix.Openat(pfd, base, flags, 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("create %s: %w", p, err)
 	}
+	f := os.NewFile(uintptr(fd), p)
 	var n int64
 	if br, ok := src.(*bytes.Reader); ok {
 		n, err = br.WriteTo(f)
 	} else {
+		if buf == nil {
+			buf = make([]byte, 32<<10)
+		}
 		n, err = io.CopyBuffer(f, io.LimitReader(src, h.Size), buf)
 	}
 	if err == nil && n != h.Size {
@@ -443,6 +528,9 @@ func (e *extractor) writeFile(root *os.Root, local, p string, src io.Reader, h *
 	if err == nil {
 		err = f.Chmod(fileMode(h.Mode))
 	}
+	if err == nil {
+		err = futimens(int(f.Fd()), h.ModTime)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -453,7 +541,18 @@ func (e *extractor) writeFile(root *os.Root, local, p string, src io.Reader, h *
 		}
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	return root.Chtimes(local, h.ModTime, h.ModTime)
+	return nil
+}
+
+// futimens sets a file's access and modification times through its
+// descriptor (utimensat with a NULL path), with nanosecond precision.
+func futimens(fd int, t time.Time) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(t.UnixNano()), unix.NsecToTimespec(t.UnixNano())}
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return &fs.PathError{Op: "futimens", Path: "", Err: errno}
+	}
+	return nil
 }
 
 func isReadErr(err error) bool {
@@ -576,3 +675,5 @@ func resolveInMount(root *os.Root, local string) error {
 	}
 	return nil
 }
+
+var poolSize = 1

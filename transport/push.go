@@ -301,6 +301,10 @@ func mountsFor(mounts []*mount, p string) []*mount {
 	return out
 }
 
+// maxLayerEntries also cuts layers, so that many small files are read,
+// compressed and written on several cores too.
+const maxLayerEntries = 4096
+
 // planLayers splits the changed entries into layers of about size bytes,
 // deterministically, so an unchanged part of a re-push yields the same blob.
 func planLayers(changed []record, size int64) []layerPlan {
@@ -320,7 +324,7 @@ func planLayers(changed []record, size int64) []layerPlan {
 		}
 		cur.entries = append(cur.entries, r)
 		cur.bytes += n
-		if cur.bytes >= size {
+		if cur.bytes >= size || len(cur.entries) >= maxLayerEntries {
 			flush()
 		}
 	}
