@@ -103,14 +103,21 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 	raw := req.Object.Raw
 	dryRun := req.DryRun != nil && *req.DryRun
 
-	// Metadata first: the opt-in decision must not depend on the spec decoding.
-	var head struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
+	// One full decode; only when the spec does not decode is the metadata
+	// read on its own, so the opt-in decision never depends on the spec.
+	run, decodeErr := decodeRun(version, raw)
+	var meta metav1.ObjectMeta
+	if decodeErr == nil {
+		meta = run.ObjectMeta
+	} else {
+		var head struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil {
+			return h.invalid(fmt.Errorf("the object is not a Kubernetes object: %w", err)), OutcomeInvalid
+		}
+		meta = head.Metadata
 	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return h.invalid(fmt.Errorf("the object is not a Kubernetes object: %w", err)), OutcomeInvalid
-	}
-	meta := head.Metadata
 	if req.Name == "" {
 		*log = log.WithValues("generateName", meta.GenerateName)
 	}
@@ -130,16 +137,17 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 		// resolving again could take a second deadline for the same result.
 		return withWarnings(admission.Allowed("left unchanged earlier"), []string{"run left unchanged: " + reason}), OutcomeUnchanged
 	}
-
-	run, err := decodeRun(version, raw)
-	if err != nil {
-		return h.skip(raw, meta, "InvalidPipelineRun", err.Error(), nil), h.skipOutcome("InvalidPipelineRun")
+	if decodeErr != nil {
+		return h.skip(raw, meta, "InvalidPipelineRun", decodeErr.Error(), nil), h.skipOutcome("InvalidPipelineRun")
 	}
 	if !bindsVolumeClaimTemplate(run) {
 		return admission.Allowed("no volumeClaimTemplate workspace"), OutcomeNothing
 	}
 
-	resolved, err := h.Resolver.Resolve(ctx, run, dryRun)
+	var resolved transform.Resolved
+	if h.Resolver != nil { // nil: inline specs only (transform reports what is missing)
+		resolved, err = h.Resolver.Resolve(ctx, run, dryRun)
+	}
 	if err != nil {
 		reason := string(resolve.ReasonFailed)
 		var rerr *resolve.Error

@@ -38,15 +38,7 @@ func Patch(raw []byte, before, after any) ([]jsonpatch.Operation, error) {
 		return nil, fmt.Errorf("encoding object after conversion: %w", err)
 	}
 	merged, _ := Merge(r, true, b, a)
-	out, err := json.Marshal(merged)
-	if err != nil {
-		return nil, fmt.Errorf("encoding merged object: %w", err)
-	}
-	ops, err := jsonpatch.CreatePatch(raw, out)
-	if err != nil {
-		return nil, fmt.Errorf("diffing merged object: %w", err)
-	}
-	return ops, nil
+	return diff("", r, merged, nil), nil
 }
 
 func generic(v any) (any, error) {

@@ -56,6 +56,14 @@ type Resolver struct {
 
 	mu   sync.Mutex
 	seen []resolutionv1beta1.ResolutionRequest
+	errs []error
+}
+
+// Errors returns what went wrong answering requests (for test failures).
+func (r *Resolver) Errors() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.errs...)
 }
 
 // Seen returns the requests answered (or ignored) so far.
@@ -82,6 +90,9 @@ func (r *Resolver) Run(ctx context.Context, interval time.Duration) {
 				r.seen = append(r.seen, *rr.DeepCopy())
 				r.mu.Unlock()
 				if err := r.answer(ctx, rr); err != nil {
+					r.mu.Lock()
+					r.errs = append(r.errs, err)
+					r.mu.Unlock()
 					delete(done, key)
 				}
 			}
@@ -112,6 +123,12 @@ func (r *Resolver) answer(ctx context.Context, rr *resolutionv1beta1.ResolutionR
 		rr.Status.Data = base64.StdEncoding.EncodeToString(data)
 		rr.Status.RefSource = a.RefSource
 		cond.Status = corev1.ConditionTrue
+	}
+	// Tekton's resolvers fill the deprecated source too, and the CRD
+	// requires it.
+	rr.Status.Source = rr.Status.RefSource
+	if rr.Status.Source == nil {
+		rr.Status.Source = &v1.RefSource{}
 	}
 	rr.Status.Conditions = append(rr.Status.Conditions, cond)
 	if err := r.Client.Status().Update(ctx, rr); err != nil {

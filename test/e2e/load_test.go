@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// TestLoad is the webhook load benchmark (make bench-webhook): the real
+// webhook binary, its informer cache holding 1 000 Tasks, answers admission
+// of the inline 13-task run over HTTPS at a fixed rate; it reports latency
+// percentiles and the process's RSS. Nothing here asserts time: the numbers
+// go into the issue notes.
+func TestLoad(t *testing.T) {
+	need(t)
+	if os.Getenv("BENCH_WEBHOOK") != "1" {
+		t.Skip("the load benchmark runs with BENCH_WEBHOOK=1 (make bench-webhook)")
+	}
+	rate := envInt("BENCH_RATE", 100)
+	duration := time.Duration(envInt("BENCH_SECONDS", 30)) * time.Second
+	tasks := envInt("BENCH_TASKS", 1000)
+	ctx := context.Background()
+
+	bin := os.Getenv("WEBHOOK_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "webhook")
+		out, err := exec.Command("go", "build", "-o", bin, "../../cmd/webhook").CombinedOutput()
+		require.NoError(t, err, string(out))
+	}
+
+	e := newEnv(t, nil)
+	start := time.Now()
+	createTasks(t, e, tasks)
+	t.Logf("created %d Tasks in %s", tasks, time.Since(start).Round(time.Millisecond))
+
+	user, err := suite.env.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
+	require.NoError(t, err)
+	kc, err := user.KubeConfig()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, kc, 0o600))
+
+	port, err := freePort()
+	require.NoError(t, err)
+	hp, err := freePort()
+	require.NoError(t, err)
+	health := net.JoinHostPort("127.0.0.1", strconv.Itoa(hp))
+	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "serve", "--kubeconfig", kubeconfig,
+		"--listen-host", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--cert-dir", suite.env.WebhookInstallOptions.LocalServingCertDir,
+		"--metrics-address", "0", "--health-address", health,
+		"--registry", options.Registry, "--step-image", options.StepImage)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	require.NoError(t, waitReady(ctx, "http://"+health+"/readyz", 60*time.Second))
+	time.Sleep(2 * time.Second) // let startup garbage settle before the idle reading
+	idle := rss(t, cmd.Process.Pid)
+
+	body := reviewBody(t, e.ns)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(suite.env.WebhookInstallOptions.LocalServingCAData))
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 200,
+	}}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, registration.Path)
+	post := func() (time.Duration, error) {
+		s := time.Now()
+		resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		took := time.Since(s)
+		if err != nil {
+			return 0, err
+		}
+		var review admissionv1.AdmissionReview
+		if err := json.Unmarshal(data, &review); err != nil || review.Response == nil {
+			return 0, fmt.Errorf("bad response %d: %s", resp.StatusCode, data)
+		}
+		if !review.Response.Allowed || len(review.Response.Patch) == 0 {
+			return 0, fmt.Errorf("run not converted: %s", data)
+		}
+		return took, nil
+	}
+	for range 50 { // warm-up: connections, first-use allocations
+		_, err := post()
+		require.NoError(t, err)
+	}
+
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		failures  []error
+		wg        sync.WaitGroup
+	)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	end := time.Now().Add(duration)
+	for now := range tick.C {
+		if now.After(end) {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			took, err := post()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures = append(failures, err)
+				return
+			}
+			latencies = append(latencies, took)
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	peak := rss(t, cmd.Process.Pid)
+	require.Empty(t, failures)
+
+	slices.Sort(latencies)
+	pct := func(p float64) time.Duration { return latencies[int(p*float64(len(latencies)-1))] }
+	report := fmt.Sprintf("webhook load: %d requests at %d/s for %s, 13-task inline run, %d Tasks cached: p50 %s, p90 %s, p99 %s, max %s; RSS idle %s, after load %s (peak %s)",
+		len(latencies), rate, duration, tasks,
+		pct(.50).Round(10*time.Microsecond), pct(.90).Round(10*time.Microsecond), pct(.99).Round(10*time.Microsecond), latencies[len(latencies)-1].Round(10*time.Microsecond),
+		idle.rss, peak.rss, peak.hwm)
+	t.Log(report)
+	fmt.Println(report)
+}
+
+type memory struct{ rss, hwm string }
+
+// rss reads the resident set size (now and peak) of pid from /proc.
+func rss(t *testing.T, pid int) memory {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	var m memory
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.Atoi(f[1])
+		v := fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		switch f[0] {
+		case "VmRSS:":
+			m.rss = v
+		case "VmHWM:":
+			m.hwm = v
+		}
+	}
+	return m
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// createTasks fills the namespace with n Tasks of a realistic size (a few
+// steps with scripts, params, results, workspaces).
+func createTasks(t *testing.T, e *env, n int) {
+	t.Helper()
+	work := make(chan int)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				errs <- e.c.Create(context.Background(), benchTask(e.ns, i))
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+func benchTask(ns string, i int) *v1.Task {
+	script := strings.Repeat(fmt.Sprintf("echo step of task %d doing some work in $(workspaces.source.path)\n", i), 8)
+	return &v1.Task{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("task-%04d", i), Namespace: ns,
+			Labels: map[string]string{"app.kubernetes.io/version": "0.9"}},
+		Spec: v1.TaskSpec{
+			Params:     v1.ParamSpecs{{Name: "revision", Type: v1.ParamTypeString}, {Name: "flags", Type: v1.ParamTypeArray}},
+			Workspaces: []v1.WorkspaceDeclaration{{Name: "source"}},
+			Results:    []v1.TaskResult{{Name: "digest"}},
+			Steps: []v1.Step{
+				{Name: "prepare", Image: "busybox", Script: script},
+				{Name: "build", Image: "golang", Script: script, Env: []corev1.EnvVar{{Name: "GOFLAGS", Value: "-mod=vendor"}}},
+				{Name: "report", Image: "busybox", Script: script},
+			},
+		},
+	}
+}
+
+// reviewBody is an AdmissionReview of the inline 13-task run: a release-like
+// DAG (clone, fan-out to builds and tests, fan-in to publish, finally).
+func reviewBody(t *testing.T, ns string) []byte {
+	t.Helper()
+	type node struct {
+		name  string
+		after []string
+	}
+	dag := []node{
+		{"clone", nil},
+		{"lint", []string{"clone"}}, {"unit-test", []string{"clone"}}, {"build-linux", []string{"clone"}},
+		{"build-darwin", []string{"clone"}}, {"build-windows", []string{"clone"}},
+		{"e2e-test", []string{"build-linux"}}, {"sbom", []string{"build-linux", "build-darwin", "build-windows"}},
+		{"sign", []string{"sbom"}}, {"publish", []string{"sign", "e2e-test", "unit-test", "lint"}},
+		{"release-notes", []string{"publish"}}, {"announce", []string{"release-notes"}},
+	}
+	var tasks []v1.PipelineTask
+	for _, n := range dag {
+		tasks = append(tasks, benchPipelineTask(n.name, n.after))
+	}
+	run := &v1.PipelineRun{
+		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "PipelineRun"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "release-", Namespace: ns,
+			Labels: map[string]string{transform.EnabledLabel: "true"}},
+		Spec: v1.PipelineRunSpec{
+			Params: v1.Params{{Name: "revision", Value: *v1.NewStructuredValues("v1.2.3")}},
+			PipelineSpec: &v1.PipelineSpec{
+				Params:     v1.ParamSpecs{{Name: "revision", Type: v1.ParamTypeString}},
+				Workspaces: []v1.PipelineWorkspaceDeclaration{{Name: "workarea"}},
+				Tasks:      tasks,
+				Finally:    []v1.PipelineTask{benchPipelineTask("cleanup", nil)},
+			},
+			Workspaces: []v1.WorkspaceBinding{{Name: "workarea", VolumeClaimTemplate: &corev1.PersistentVolumeClaim{
+				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
+			}}},
+		},
+	}
+	raw, err := json.Marshal(run)
+	require.NoError(t, err)
+	review := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       types.UID("bench"),
+			Kind:      metav1.GroupVersionKind{Group: "tekton.dev", Version: "v1", Kind: "PipelineRun"},
+			Resource:  metav1.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"},
+			Namespace: ns,
+			Operation: admissionv1.Create,
+			Object:    runtime.RawExtension{Raw: raw},
+		},
+	}
+	body, err := json.Marshal(review)
+	require.NoError(t, err)
+	return body
+}
+
+func benchPipelineTask(name string, after []string) v1.PipelineTask {
+	return v1.PipelineTask{
+		Name:       name,
+		RunAfter:   after,
+		Params:     v1.Params{{Name: "revision", Value: *v1.NewStructuredValues("$(params.revision)")}},
+		Workspaces: []v1.WorkspacePipelineTaskBinding{{Name: "source", Workspace: "workarea", SubPath: "src"}},
+		TaskSpec: &v1.EmbeddedTask{TaskSpec: v1.TaskSpec{
+			Params:     v1.ParamSpecs{{Name: "revision", Type: v1.ParamTypeString}},
+			Workspaces: []v1.WorkspaceDeclaration{{Name: "source"}},
+			Steps: []v1.Step{
+				{Name: "run", Image: "golang:1.26", Script: fmt.Sprintf("cd $(workspaces.source.path)\nmake %s REVISION=$(params.revision)\n", name)},
+				{Name: "check", Image: "busybox", Script: "ls -la $(workspaces.source.path)"},
+			},
+		}},
+	}
+}

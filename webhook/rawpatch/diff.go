@@ -1,0 +1,89 @@
+package rawpatch
+
+import (
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+)
+
+// diff returns the operations that turn from into to. Merge returns raw's
+// own subtrees wherever nothing changed, so identical maps and slices are
+// recognised by identity before any deep comparison: the walk only descends
+// where the conversion changed something. A list whose length changed is
+// replaced as a whole (its kept elements are raw's own, so nothing is lost).
+func diff(path string, from, to any, ops []jsonpatch.Operation) []jsonpatch.Operation {
+	if same(from, to) {
+		return ops
+	}
+	switch t := to.(type) {
+	case map[string]any:
+		f, ok := from.(map[string]any)
+		if !ok {
+			break
+		}
+		for _, k := range sortedKeys(f) {
+			if _, kept := t[k]; !kept {
+				ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+escape(k), nil))
+			}
+		}
+		for _, k := range sortedKeys(t) {
+			fv, had := f[k]
+			if !had {
+				ops = append(ops, jsonpatch.NewOperation("add", path+"/"+escape(k), t[k]))
+				continue
+			}
+			ops = diff(path+"/"+escape(k), fv, t[k], ops)
+		}
+		return ops
+	case []any:
+		f, ok := from.([]any)
+		if !ok || len(f) != len(t) {
+			break
+		}
+		for i := range t {
+			ops = diff(path+"/"+strconv.Itoa(i), f[i], t[i], ops)
+		}
+		return ops
+	}
+	if reflect.DeepEqual(from, to) {
+		return ops
+	}
+	if path == "" {
+		// The root cannot be replaced by a JSON patch "replace" in every
+		// implementation; it never happens for objects, which are maps.
+		return append(ops, jsonpatch.NewOperation("replace", "", to))
+	}
+	return append(ops, jsonpatch.NewOperation("replace", path, to))
+}
+
+// same is true for the very same map or slice, or equal scalars.
+func same(a, b any) bool {
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		return ok && reflect.ValueOf(av).UnsafePointer() == reflect.ValueOf(bv).UnsafePointer()
+	case []any:
+		bv, ok := b.([]any)
+		return ok && len(av) == len(bv) && (len(av) == 0 || &av[0] == &bv[0])
+	case nil, bool, float64, string:
+		return a == b
+	}
+	return false
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// escape encodes a key as a JSON pointer token (RFC 6901).
+func escape(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
