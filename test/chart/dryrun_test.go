@@ -1,0 +1,111 @@
+package chart
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// moduleDir is where the Go module cache holds a dependency of this module.
+func moduleDir(t *testing.T, module string) string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	require.NoError(t, err, "go list -m %s", module)
+	dir := strings.TrimSpace(string(out))
+	require.NotEmpty(t, dir, "%s is not downloaded (go mod download %s)", module, module)
+	return dir
+}
+
+// TestServerSideDryRun creates every object of every variant, of the deploy/
+// manifests and of the example runs, as a server-side dry-run against a real
+// kube-apiserver with Tekton's and cert-manager's CRDs installed: the API
+// server's own validation (and the CRDs' schemas) must accept each one.
+func TestServerSideDryRun(t *testing.T) {
+	requireEnv(t, "KUBEBUILDER_ASSETS", "the dry-run needs a real kube-apiserver and etcd")
+	if _, err := helm(t, "version", "--short"); err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{
+		CRDInstallOptions: envtest.CRDInstallOptions{
+			Paths: []string{
+				filepath.Join(moduleDir(t, "github.com/tektoncd/pipeline"), "config", "300-crds"),
+				filepath.Join(moduleDir(t, "github.com/cert-manager/cert-manager"), "deploy", "crds"),
+			},
+			ErrorIfPathMissing: true,
+		},
+	}
+	cfg, err := env.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{})
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	ensureNamespace := func(t *testing.T, name string) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	dryRun := func(t *testing.T, objs []*unstructured.Unstructured, namespace string) {
+		require.NotEmpty(t, objs)
+		for _, o := range objs {
+			if o.GetKind() == "Namespace" {
+				// Really created: the other objects need it to exist.
+				ensureNamespace(t, o.GetName())
+				continue
+			}
+			if namespace != "" && o.GetNamespace() == "" {
+				o.SetNamespace(namespace)
+			}
+			err := c.Create(ctx, o.DeepCopy(), client.DryRunAll)
+			if err != nil && o.GetNamespace() != "" && apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "cluster-scoped") {
+				o.SetNamespace("")
+				err = c.Create(ctx, o.DeepCopy(), client.DryRunAll)
+			}
+			require.NoError(t, err, "%s %s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
+		}
+	}
+
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			ensureNamespace(t, v.namespace)
+			objs := decode(t, render(t, v))
+			dryRun(t, objs, "")
+			if v.certManager {
+				require.NotNil(t, find(t, objs, "Certificate", fullname(v)))
+			}
+		})
+	}
+	t.Run("deploy-manifests", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(repoRoot, manifestsFile))
+		require.NoError(t, err)
+		dryRun(t, decode(t, string(raw)), "")
+	})
+	// The example runs, in a namespace of their own (Tekton's webhook is not
+	// running: this checks them against the CRDs' schemas).
+	examples, err := filepath.Glob(filepath.Join(repoRoot, "deploy", "examples", "*", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, examples)
+	ensureNamespace(t, "examples")
+	for _, f := range examples {
+		t.Run("example/"+filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			require.NoError(t, err)
+			dryRun(t, decode(t, string(raw)), "examples")
+		})
+	}
+}

@@ -1,0 +1,231 @@
+// Package chart tests the Helm chart in charts/tekton-oci-transport with the
+// real helm (HELM_BIN, built from the Go module proxy by `hack/tools.sh helm`)
+// and a real kube-apiserver (KUBEBUILDER_ASSETS, `hack/tools.sh envtest`):
+// lint, golden renders of every supported shape, the values schema, the zot
+// configuration against zot's keys, the webhook configuration against the
+// webhook's own, the plain manifests in deploy/, and a server-side dry-run of
+// everything. `make test` provides both binaries; without them the tests skip,
+// and under CI=true they fail.
+//
+//	go test ./test/chart -update   # rewrite testdata/golden and deploy/manifests
+package chart
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden renders in testdata/golden and the manifests in deploy/manifests")
+
+const (
+	chartDir = "../../charts/tekton-oci-transport"
+	repoRoot = "../.."
+	// The default install: release and namespace both named after the chart,
+	// which gives the names the webhook's flag defaults assume.
+	defaultRelease   = "tekton-oci-transport"
+	defaultNamespace = "tekton-oci-transport"
+	// manifestsFile is the plain-manifest render for `kubectl apply` users.
+	manifestsFile = "deploy/manifests/tekton-oci-transport.yaml"
+)
+
+// variant is one supported shape of the chart, rendered into
+// testdata/golden/<name>.yaml from testdata/values/<name>.yaml.
+type variant struct {
+	name, release, namespace string
+	zot, certManager         bool
+}
+
+// variants are the shapes the goldens and the dry-run cover.
+var variants = []variant{
+	{name: "defaults", release: defaultRelease, namespace: defaultNamespace, zot: true},
+	{name: "cert-manager", release: defaultRelease, namespace: defaultNamespace, zot: true, certManager: true},
+	// Self-managed TLS spelled out, under another release name and namespace
+	// (names derived from the release, e.g. in RBAC resourceNames).
+	{name: "self-managed", release: "ci", namespace: "tekton-ci", zot: true},
+	{name: "external-registry", release: defaultRelease, namespace: defaultNamespace},
+	{name: "auth", release: defaultRelease, namespace: defaultNamespace, zot: true},
+	{name: "no-networkpolicy", release: defaultRelease, namespace: defaultNamespace, zot: true},
+	{name: "zot-pvc", release: defaultRelease, namespace: defaultNamespace, zot: true},
+}
+
+// requireEnv returns the environment variable, or skips the test with a
+// clear message (fails under CI=true, where nothing may be skipped silently).
+func requireEnv(t testing.TB, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v != "" {
+		return v
+	}
+	msg := fmt.Sprintf("%s is not set: %s; run `make test`, which builds it (hack/tools.sh)", name, what)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// helmEnv keeps helm away from the user's configuration and caches.
+var helmHome string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "chart-test-helm-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	helmHome = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// helm runs HELM_BIN with args and returns stdout; a non-zero exit returns
+// an error that carries stderr.
+func helm(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	bin := requireEnv(t, "HELM_BIN", "the chart tests run the real helm")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
+		"HELM_DATA_HOME="+filepath.Join(helmHome, "data"),
+		"KUBECONFIG="+filepath.Join(helmHome, "no-kubeconfig"),
+	)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// render runs `helm template` for a variant.
+func render(t testing.TB, v variant, extra ...string) string {
+	t.Helper()
+	args := append([]string{"template", v.release, chartDir, "--namespace", v.namespace,
+		"-f", filepath.Join("testdata", "values", v.name+".yaml")}, extra...)
+	out, err := helm(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// decode splits a multi-document YAML stream into objects (empty documents
+// dropped).
+func decode(t testing.TB, stream string) []*unstructured.Unstructured {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(stream)))
+	var objs []*unstructured.Unstructured
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			return objs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(doc, &m); err != nil {
+			t.Fatalf("%v in\n%s", err, doc)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+}
+
+// find returns the one object of kind and name.
+func find(t testing.TB, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	var have []string
+	for _, o := range objs {
+		have = append(have, o.GetKind()+"/"+o.GetName())
+	}
+	sort.Strings(have)
+	t.Fatalf("no %s %q among %v", kind, name, have)
+	return nil
+}
+
+// into converts an unstructured object into a typed one.
+func into(t testing.TB, o *unstructured.Unstructured, out any) {
+	t.Helper()
+	b, err := yaml.Marshal(o.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, out); err != nil {
+		t.Fatalf("%s/%s: %v", o.GetKind(), o.GetName(), err)
+	}
+}
+
+// golden compares got with the file, or rewrites it under -update.
+func golden(t testing.TB, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./test/chart -update` to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from a fresh render (run `make manifests` or `go test ./test/chart -update` and review the diff):\n%s", path, diff(string(want), got))
+	}
+}
+
+// diff shows the first differing lines, enough to see what changed.
+func diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			lo, hi := max(0, i-3), i+4
+			var sb strings.Builder
+			for j := lo; j < hi; j++ {
+				if j < len(w) {
+					fmt.Fprintf(&sb, "-%4d %s\n", j+1, w[j])
+				}
+			}
+			for j := lo; j < hi; j++ {
+				if j < len(g) {
+					fmt.Fprintf(&sb, "+%4d %s\n", j+1, g[j])
+				}
+			}
+			return sb.String()
+		}
+	}
+	return "(no line differs)"
+}
