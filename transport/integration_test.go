@@ -234,6 +234,22 @@ func TestMatrixInstances(t *testing.T) {
 	require.Equal(t, []string{"build.run-a", "build.run-b"}, r.Applied, "T.* in sorted order; 'builder' is another task")
 }
 
+func TestTagListPagination(t *testing.T) {
+	e := newEnv(t)
+	defer func(n int) { tagListPageSize = n }(tagListPageSize)
+	tagListPageSize = 2
+	want := []string{}
+	for i := range 5 {
+		tag := "m.r" + strconv.Itoa(i)
+		want = append(want, tag)
+		e.task(tag, nil, func(d string) { writeFile(t, filepath.Join(d, tag), tag, 0o644) })
+	}
+	dir := t.TempDir()
+	r := e.pull([]string{"m"}, t.TempDir(), Mount{Dir: dir})
+	require.Equal(t, want, r.Applied)
+	require.Len(t, names(t, dir), 5)
+}
+
 func TestRegistryStoppedMidPush(t *testing.T) {
 	needRegistry(t)
 	reg, err := startRegistry(os.Getenv("REGISTRY_BIN"), "")

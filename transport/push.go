@@ -253,6 +253,12 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 func scanMounts(mounts []*mount, withSrc bool) ([]record, error) {
 	var all []record
 	seen := map[string]bool{}
+	n := 0
+	for _, m := range mounts {
+		if !m.covered {
+			n++
+		}
+	}
 	for _, m := range mounts {
 		if m.covered {
 			continue
@@ -261,6 +267,10 @@ func scanMounts(mounts []*mount, withSrc bool) ([]record, error) {
 		if err != nil {
 			return nil, err
 		}
+		if n == 1 {
+			all = recs
+			break
+		}
 		for _, r := range recs {
 			if !seen[r.path] {
 				seen[r.path] = true
@@ -268,7 +278,10 @@ func scanMounts(mounts []*mount, withSrc bool) ([]record, error) {
 			}
 		}
 	}
-	sort.SliceStable(all, func(i, j int) bool { return pathLess(all[i].path, all[j].path) })
+	less := func(i, j int) bool { return pathLess(all[i].path, all[j].path) }
+	if !sort.SliceIsSorted(all, less) { // one mount's walk is already in order
+		sort.SliceStable(all, less)
+	}
 	return all, nil
 }
 

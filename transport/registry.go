@@ -85,7 +85,7 @@ func newClient(o *Options) (*client, error) {
 		return nil, usagef("registry/repository %s/%s: %v", o.Registry, o.Repository, err)
 	}
 	repo.PlainHTTP = o.PlainHTTP
-	repo.TagListPageSize = 1000
+	repo.TagListPageSize = tagListPageSize
 	repo.SkipReferrersGC = true
 	tr := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
@@ -290,3 +290,6 @@ func (c *client) fetchSmallBlob(ctx context.Context, desc ocispec.Descriptor, li
 	})
 	return data, err
 }
+
+// tagListPageSize is the page size asked of the tags/list API (tests lower it).
+var tagListPageSize = 1000

@@ -35,6 +35,7 @@ type record struct {
 	ctime int64 // ns; catches rewrites that keep size and mtime
 	link  string
 	src   string // local file to read (push only, not persisted)
+	seen  bool   // diff: still present
 }
 
 func (r *record) same(o *record) bool {
@@ -106,12 +107,13 @@ type walker struct {
 
 // walk returns the records below dir (not dir itself).
 func (w *walker) walk(dir, rel string) ([]record, error) {
-	f, err := os.Open(dir)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
+	f := os.NewFile(uintptr(dfd), dir)
+	defer f.Close()
 	names, err := f.Readdirnames(-1)
-	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
@@ -124,11 +126,6 @@ func (w *walker) walk(dir, rel string) ([]record, error) {
 		wg   sync.WaitGroup
 	}
 	var subs []*sub
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dfd)
 	for _, name := range names {
 		var st unix.Stat_t
 		if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -141,8 +138,8 @@ func (w *walker) walk(dir, rel string) ([]record, error) {
 		if rel != "" {
 			p = rel + "/" + name
 		}
-		full := filepath.Join(dir, name)
-		r, err := statRecord(full, p, &st)
+		full := dir + "/" + name
+		r, err := statRecordAt(dfd, name, full, p, &st)
 		if err != nil {
 			return nil, err
 		}
@@ -185,6 +182,10 @@ func (w *walker) walk(dir, rel string) ([]record, error) {
 }
 
 func statRecord(full, p string, st *unix.Stat_t) (record, error) {
+	return statRecordAt(unix.AT_FDCWD, full, full, p, st)
+}
+
+func statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (record, error) {
 	r := record{
 		path:  p,
 		mode:  tarMode(st.Mode),
@@ -201,11 +202,18 @@ func statRecord(full, p string, st *unix.Stat_t) (record, error) {
 		r.typ = typeDir
 	case unix.S_IFLNK:
 		r.typ = typeSymlink
-		t, err := os.Readlink(full)
-		if err != nil {
-			return r, err
+		buf := make([]byte, 256)
+		for {
+			n, err := unix.Readlinkat(dfd, name, buf)
+			if err != nil {
+				return r, fmt.Errorf("readlink %s: %w", full, err)
+			}
+			if n < len(buf) {
+				r.link = string(buf[:n])
+				break
+			}
+			buf = make([]byte, 2*len(buf))
 		}
-		r.link = t
 	default:
 		return r, refuse(p, "unsupported file type (device, FIFO or socket) in the workspace")
 	}
@@ -362,11 +370,12 @@ func (d *decoder) str() string {
 // to store (new or modified), deleted the top-most paths that are gone or
 // changed type.
 func diff(base map[string]*record, cur []record) (changed []record, deleted []string) {
-	seen := make(map[string]struct{}, len(cur))
 	for i := range cur {
 		r := &cur[i]
-		seen[r.path] = struct{}{}
 		old, ok := base[r.path]
+		if ok {
+			old.seen = true
+		}
 		if ok && old.same(r) {
 			continue
 		}
@@ -376,8 +385,8 @@ func diff(base map[string]*record, cur []record) (changed []record, deleted []st
 		changed = append(changed, *r)
 	}
 	gone := map[string]struct{}{}
-	for p := range base {
-		if _, ok := seen[p]; !ok {
+	for p, r := range base {
+		if !r.seen {
 			gone[p] = struct{}{}
 		}
 	}
