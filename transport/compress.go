@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash"
 	"io"
@@ -30,6 +31,9 @@ type codec interface {
 	mediaType() string
 	// compress appends a complete, independently decodable member to dst.
 	compress(dst *bytes.Buffer, src []byte) error
+	// store appends a member that holds src uncompressed (for data that
+	// does not compress: random bytes, already-compressed files).
+	store(dst *bytes.Buffer, src []byte) error
 	// newReader decodes a whole stream (all members).
 	newReader(r io.Reader) (io.ReadCloser, error)
 }
@@ -75,6 +79,22 @@ func (gzipCodec) compress(dst *bytes.Buffer, src []byte) error {
 	}
 	return w.Close()
 }
+
+var gzipStorers = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.NoCompression)
+	return w
+}}
+
+func (gzipCodec) store(dst *bytes.Buffer, src []byte) error {
+	w := gzipStorers.Get().(*gzip.Writer)
+	defer gzipStorers.Put(w)
+	w.Reset(dst)
+	if _, err := w.Write(src); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
 func (gzipCodec) newReader(r io.Reader) (io.ReadCloser, error) {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
@@ -102,6 +122,31 @@ func (zstdCodec) compress(dst *bytes.Buffer, src []byte) error {
 	return nil
 }
 
+// store writes a zstd frame of raw blocks (RFC 8878 3.1.1): no encoder
+// work at all for incompressible data.
+func (zstdCodec) store(dst *bytes.Buffer, src []byte) error {
+	var hdr [13]byte
+	binary.LittleEndian.PutUint32(hdr[0:], 0xFD2FB528)
+	hdr[4] = 3<<6 | 1<<5 // 8-byte frame content size, single segment
+	binary.LittleEndian.PutUint64(hdr[5:], uint64(len(src)))
+	dst.Write(hdr[:])
+	const maxBlock = 128 << 10
+	for {
+		n := min(len(src), maxBlock)
+		last := uint32(0)
+		if n == len(src) {
+			last = 1
+		}
+		h := last | uint32(n)<<3 // block type 0: raw
+		dst.Write([]byte{byte(h), byte(h >> 8), byte(h >> 16)})
+		dst.Write(src[:n])
+		src = src[n:]
+		if last == 1 {
+			return nil
+		}
+	}
+}
+
 type zstdReadCloser struct{ *zstd.Decoder }
 
 func (z zstdReadCloser) Close() error { z.Decoder.Close(); return nil }
@@ -122,7 +167,33 @@ func (noneCodec) compress(dst *bytes.Buffer, src []byte) error {
 	dst.Write(src)
 	return nil
 }
+func (noneCodec) store(dst *bytes.Buffer, src []byte) error {
+	dst.Write(src)
+	return nil
+}
 func (noneCodec) newReader(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(r), nil }
+
+// sampleSize is how much of a block is test-compressed to decide whether
+// compressing the whole block is worth it.
+const sampleSize = 32 << 10
+
+var sampleBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// compressAdaptive stores blocks that do not compress (a sample saves less
+// than 10%) and compresses the others.
+func compressAdaptive(c codec, dst *bytes.Buffer, src []byte) error {
+	if _, none := c.(noneCodec); !none && len(src) >= 4*sampleSize {
+		b := sampleBufs.Get().(*bytes.Buffer)
+		b.Reset()
+		err := c.compress(b, src[:sampleSize])
+		n := b.Len()
+		sampleBufs.Put(b)
+		if err == nil && n > sampleSize*9/10 {
+			return c.store(dst, src)
+		}
+	}
+	return c.compress(dst, src)
+}
 
 // cpuSlots bounds the number of blocks being compressed at once across all
 // layers of a push.
@@ -177,7 +248,7 @@ func (w *blockWriter) submit() {
 	go func() {
 		cpuSlots <- struct{}{}
 		j.out.Grow(len(*j.src) + len(*j.src)/64 + 64)
-		j.err = w.c.compress(&j.out, *j.src)
+		j.err = compressAdaptive(w.c, &j.out, *j.src)
 		<-cpuSlots
 		*j.src = (*j.src)[:0]
 		blockPool.Put(j.src)
