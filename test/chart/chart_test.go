@@ -428,3 +428,24 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
 ` + out
 }
+
+// TestImagesAgree: the chart's step command is where the Dockerfile puts the
+// step binary, and the webhook image runs `serve` as the chart expects.
+func TestImagesAgree(t *testing.T) {
+	dockerfile, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	require.NoError(t, err)
+	var values struct {
+		Steps struct {
+			Command string `json:"command"`
+		} `json:"steps"`
+	}
+	raw, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(raw, &values))
+	require.Contains(t, string(dockerfile), "COPY --from=build /out/oci-transport-step "+values.Steps.Command+"\n")
+	require.Contains(t, string(dockerfile), `ENTRYPOINT ["`+values.Steps.Command+`"]`)
+	require.Contains(t, string(dockerfile), `ENTRYPOINT ["/usr/local/bin/webhook"]`)
+	for _, target := range []string{" AS step\n", " AS webhook\n"} {
+		require.Contains(t, string(dockerfile), target)
+	}
+}

@@ -101,11 +101,21 @@ func TestServerSideDryRun(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, examples)
 	ensureNamespace(t, "examples")
+	docs := map[string][]*unstructured.Unstructured{}
+	for _, f := range examples {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		docs[f] = decode(t, string(raw))
+		// Namespaces first, whichever file declares them.
+		for _, o := range docs[f] {
+			if o.GetKind() == "Namespace" {
+				ensureNamespace(t, o.GetName())
+			}
+		}
+	}
 	for _, f := range examples {
 		t.Run("example/"+filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f), func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			require.NoError(t, err)
-			dryRun(t, decode(t, string(raw)), "examples")
+			dryRun(t, docs[f], "examples")
 		})
 	}
 }
