@@ -165,22 +165,19 @@ func TestByNameRefsConverted(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, e.c.Create(ctx, e.load(t, "task-make.yaml")))
 	require.NoError(t, e.c.Create(ctx, e.load(t, "pipeline-build.yaml")))
-	// The webhook reads through its informer cache, which sees new objects
-	// a moment later: a dry run (served from the cache) tells when.
-	require.Eventually(t, func() bool {
-		run := e.load(t, "by-name-run.yaml").(*v1.PipelineRun)
-		run.Labels = optIn()
-		if err := e.c.Create(ctx, run, client.DryRunAll); err != nil {
-			return false
-		}
-		return run.Annotations[transform.AnnotationConverted] != ""
-	}, 10*time.Second, 50*time.Millisecond)
-
+	// Created right after its Task and Pipeline (kubectl apply -f dir/): the
+	// informer may not have them yet, and the webhook asks the API server.
 	got := e.get(t, e.create(t, "by-name-run.yaml", optIn()))
 	requireConverted(t, got)
 	var sources map[string]any
 	require.NoError(t, json.Unmarshal([]byte(got.Annotations[transform.AnnotationSources]), &sources))
 	require.Contains(t, got.Annotations[transform.AnnotationSources], `"name":"build-and-test"`)
+
+	// A dry run served without creating anything is converted too.
+	dry := e.load(t, "by-name-run.yaml").(*v1.PipelineRun)
+	dry.Labels = optIn()
+	require.NoError(t, e.c.Create(ctx, dry, client.DryRunAll))
+	require.Contains(t, dry.Annotations, transform.AnnotationConverted)
 	for _, pt := range got.Spec.PipelineSpec.Tasks {
 		if pt.Name == "build" || pt.Name == "test" {
 			require.Nil(t, pt.TaskRef, "task %s should be inlined", pt.Name)

@@ -80,11 +80,18 @@ func TestLoad(t *testing.T) {
 		"--metrics-address", "0", "--health-address", health,
 		"--registry", options.Registry, "--step-image", options.StepImage)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if limit := os.Getenv("BENCH_GOMEMLIMIT"); limit != "" {
+		// As the chart sets it from the container's memory limit.
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+limit)
+	}
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
 	require.NoError(t, waitReady(ctx, "http://"+health+"/readyz", 60*time.Second))
 	time.Sleep(2 * time.Second) // let startup garbage settle before the idle reading
 	idle := rss(t, cmd.Process.Pid)
+	if os.Getenv("BENCH_PPROF") != "" {
+		t.Logf("webhook log and heap: %s", dir)
+	}
 
 	body := reviewBody(t, e.ns)
 	pool := x509.NewCertPool()
@@ -151,15 +158,21 @@ func TestLoad(t *testing.T) {
 
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration { return latencies[int(p*float64(len(latencies)-1))] }
-	report := fmt.Sprintf("webhook load: %d requests at %d/s for %s, 13-task inline run, %d Tasks cached: p50 %s, p90 %s, p99 %s, max %s; RSS idle %s, after load %s (peak %s)",
+	report := fmt.Sprintf("webhook load: %d requests at %d/s for %s, 13-task inline run, %d Tasks cached: p50 %s, p90 %s, p99 %s, max %s; RSS idle %s, after load %s, peak %s",
 		len(latencies), rate, duration, tasks,
 		pct(.50).Round(10*time.Microsecond), pct(.90).Round(10*time.Microsecond), pct(.99).Round(10*time.Microsecond), latencies[len(latencies)-1].Round(10*time.Microsecond),
-		idle.rss, peak.rss, peak.hwm)
+		idle, peak, peak.hwm)
 	t.Log(report)
 	fmt.Println(report)
 }
 
-type memory struct{ rss, hwm string }
+// memory: RSS now and at peak, and of RSS the anonymous part (heap,
+// stacks) and the file part (the binary's pages).
+type memory struct{ rss, hwm, anon, file string }
+
+func (m memory) String() string {
+	return fmt.Sprintf("%s (anon %s, file %s)", m.rss, m.anon, m.file)
+}
 
 // rss reads the resident set size (now and peak) of pid from /proc.
 func rss(t *testing.T, pid int) memory {
@@ -179,6 +192,10 @@ func rss(t *testing.T, pid int) memory {
 			m.rss = v
 		case "VmHWM:":
 			m.hwm = v
+		case "RssAnon:":
+			m.anon = v
+		case "RssFile:":
+			m.file = v
 		}
 	}
 	return m

@@ -262,7 +262,14 @@ func (r *Resolver) byName(ctx context.Context, kind, namespace, name string) (an
 	default:
 		obj = &v1.Task{}
 	}
-	if err := r.Cache.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
+	key := types.NamespacedName{Namespace: namespace, Name: name}
+	err := r.Cache.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) && r.Live != nil {
+		// `kubectl apply -f task.yaml -f run.yaml` creates the run before the
+		// informer has seen the Task: ask the API server before giving up.
+		err = r.Live.Get(ctx, key, obj)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fail(ReasonNotFound, "%s %s/%s not found", kind, namespace, name)
 		}
