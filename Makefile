@@ -71,6 +71,7 @@ bench-transport:
 FUZZTIME ?= 5m
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzPipelineRun -fuzztime $(FUZZTIME) ./transform/
+	$(GO) test -run '^$$' -fuzz FuzzExtract -fuzztime $(FUZZTIME) ./transport/
 
 clean:
 	rm -rf $(BIN)
