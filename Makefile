@@ -59,7 +59,7 @@ bench: bench-transport
 
 ## bench-webhook: admission of the inline 13-task run over HTTPS at 100 req/s for 30 s, 1 000 Tasks cached (real kube-apiserver)
 bench-webhook:
-	$(GO) build -o $(BIN)/webhook ./cmd/webhook
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/webhook ./cmd/webhook
 	KUBEBUILDER_ASSETS=$$($(TOOLS) envtest) WEBHOOK_BIN=$(abspath $(BIN))/webhook BENCH_WEBHOOK=1 \
 	  $(GO) test -count=1 -run '^TestLoad$$' -v ./test/e2e/
 

@@ -72,12 +72,15 @@ func TestLoad(t *testing.T) {
 	hp, err := freePort()
 	require.NoError(t, err)
 	health := net.JoinHostPort("127.0.0.1", strconv.Itoa(hp))
+	mp, err := freePort()
+	require.NoError(t, err)
+	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mp))
 	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
 	require.NoError(t, err)
 	cmd := exec.Command(bin, "serve", "--kubeconfig", kubeconfig,
 		"--listen-host", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--cert-dir", suite.env.WebhookInstallOptions.LocalServingCertDir,
-		"--metrics-address", "0", "--health-address", health,
+		"--metrics-address", metricsAddr, "--health-address", health,
 		"--registry", options.Registry, "--step-image", options.StepImage)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if limit := os.Getenv("BENCH_GOMEMLIMIT"); limit != "" {
@@ -162,9 +165,46 @@ func TestLoad(t *testing.T) {
 		len(latencies), rate, duration, tasks,
 		pct(.50).Round(10*time.Microsecond), pct(.90).Round(10*time.Microsecond), pct(.99).Round(10*time.Microsecond), latencies[len(latencies)-1].Round(10*time.Microsecond),
 		idle, peak, peak.hwm)
+	report += "; server side (handler histogram): " + serverSide(t, "http://"+metricsAddr+"/metrics")
 	t.Log(report)
 	fmt.Println(report)
 }
+
+// serverSide summarises the webhook's own admission latency histogram: the
+// share of admissions answered within each bucket, without TLS, HTTP and the
+// load generator's own CPU use on this machine.
+func serverSide(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	counts := map[string]float64{}
+	var total float64
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "oci_transport_admission_duration_seconds_bucket{") || !strings.Contains(line, `outcome="converted"`) {
+			continue
+		}
+		le := line[strings.Index(line, `le="`)+4:]
+		le = le[:strings.Index(le, `"`)]
+		v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+		counts[le] = v
+		if le == "+Inf" {
+			total = v
+		}
+	}
+	if total == 0 {
+		return "no data"
+	}
+	var parts []string
+	for _, le := range []string{"0.001", "0.0025", "0.005", "0.01"} {
+		parts = append(parts, fmt.Sprintf("%.1f%% <= %sms", 100*counts[le]/total, strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.1f", mustFloat(le)*1000), "0"), ".")))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mustFloat(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
 
 // memory: RSS now and at peak, and of RSS the anonymous part (heap,
 // stacks) and the file part (the binary's pages).
