@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -29,37 +31,68 @@ func moduleDir(t *testing.T, module string) string {
 	return dir
 }
 
+// The control plane is shared by the tests of this package: started by the
+// first test that needs it, stopped by TestMain.
+var (
+	envMu  sync.Mutex
+	env    *envtest.Environment
+	envCfg *rest.Config
+)
+
+func stopAPIServer() {
+	envMu.Lock()
+	defer envMu.Unlock()
+	if env != nil {
+		_ = env.Stop()
+		env = nil
+	}
+}
+
+// apiServer returns a real kube-apiserver (envtest, KUBEBUILDER_ASSETS) with
+// Tekton's and cert-manager's CRDs installed, and an admin client.
+func apiServer(t *testing.T) (*envtest.Environment, client.Client) {
+	t.Helper()
+	requireEnv(t, "KUBEBUILDER_ASSETS", "these tests need a real kube-apiserver and etcd")
+	envMu.Lock()
+	defer envMu.Unlock()
+	if env == nil {
+		e := &envtest.Environment{
+			CRDInstallOptions: envtest.CRDInstallOptions{
+				Paths: []string{
+					filepath.Join(moduleDir(t, "github.com/tektoncd/pipeline"), "config", "300-crds"),
+					filepath.Join(moduleDir(t, "github.com/cert-manager/cert-manager"), "deploy", "crds"),
+				},
+				ErrorIfPathMissing: true,
+			},
+		}
+		cfg, err := e.Start()
+		require.NoError(t, err)
+		env, envCfg = e, cfg
+	}
+	c, err := client.New(envCfg, client.Options{})
+	require.NoError(t, err)
+	return env, c
+}
+
+func createNamespace(t *testing.T, c client.Client, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := c.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
 // TestServerSideDryRun creates every object of every variant, of the deploy/
 // manifests and of the example runs, as a server-side dry-run against a real
 // kube-apiserver with Tekton's and cert-manager's CRDs installed: the API
 // server's own validation (and the CRDs' schemas) must accept each one.
 func TestServerSideDryRun(t *testing.T) {
-	requireEnv(t, "KUBEBUILDER_ASSETS", "the dry-run needs a real kube-apiserver and etcd")
 	if _, err := helm(t, "version", "--short"); err != nil {
 		t.Fatal(err)
 	}
-	env := &envtest.Environment{
-		CRDInstallOptions: envtest.CRDInstallOptions{
-			Paths: []string{
-				filepath.Join(moduleDir(t, "github.com/tektoncd/pipeline"), "config", "300-crds"),
-				filepath.Join(moduleDir(t, "github.com/cert-manager/cert-manager"), "deploy", "crds"),
-			},
-			ErrorIfPathMissing: true,
-		},
-	}
-	cfg, err := env.Start()
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = env.Stop() })
-	c, err := client.New(cfg, client.Options{})
-	require.NoError(t, err)
+	_, c := apiServer(t)
 	ctx := context.Background()
-
-	ensureNamespace := func(t *testing.T, name string) {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
+	ensureNamespace := func(t *testing.T, name string) { createNamespace(t, c, name) }
 	dryRun := func(t *testing.T, objs []*unstructured.Unstructured, namespace string) {
 		require.NotEmpty(t, objs)
 		for _, o := range objs {

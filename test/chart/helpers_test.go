@@ -89,6 +89,7 @@ func TestMain(m *testing.M) {
 	}
 	helmHome = dir
 	code := m.Run()
+	stopAPIServer()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
