@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,12 +18,22 @@ type NamespaceLabels interface {
 // CachedNamespaces reads namespace labels through a metadata-only cache: the
 // webhook needs nothing else of a namespace, and caching only metadata keeps
 // memory flat on clusters with many namespaces.
-type CachedNamespaces struct{ Reader client.Reader }
+type CachedNamespaces struct {
+	Reader client.Reader
+	// Live, when set, is asked when the cache does not know the namespace
+	// yet (a run created right after its namespace).
+	Live client.Reader
+}
 
 func (c CachedNamespaces) NamespaceLabels(ctx context.Context, name string) (map[string]string, error) {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(NamespaceGVK)
-	if err := c.Reader.Get(ctx, types.NamespacedName{Name: name}, ns); err != nil {
+	key := types.NamespacedName{Name: name}
+	err := c.Reader.Get(ctx, key, ns)
+	if apierrors.IsNotFound(err) && c.Live != nil {
+		err = c.Live.Get(ctx, key, ns)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", name, err)
 	}
 	return ns.Labels, nil

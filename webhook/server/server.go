@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Strict:     cfg.Strict,
 		Options:    cfg.Options,
 		Resolver:   res,
-		Namespaces: webhook.CachedNamespaces{Reader: mgr.GetCache()},
+		Namespaces: webhook.CachedNamespaces{Reader: mgr.GetCache(), Live: mgr.GetAPIReader()},
 		Log:        log.WithName("admission"),
 	}
 	mgr.GetWebhookServer().Register(registration.Path, &crwebhook.Admission{Handler: h})
