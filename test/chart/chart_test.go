@@ -234,18 +234,21 @@ var (
 	webhookBinErr  error
 )
 
+// goBinary is the go command that runs these tests.
+func goBinary() string {
+	if goBin, err := exec.LookPath("go"); err == nil {
+		return goBin
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
 // buildWebhook builds cmd/webhook once (the Go build cache makes this quick
 // after the first time).
 func buildWebhook(t *testing.T) string {
 	t.Helper()
 	webhookBinOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		dir := filepath.Join(helmHome, "bin")
-		webhookBin = filepath.Join(dir, "webhook")
-		cmd := exec.Command(goBin, "build", "-o", webhookBin, "./cmd/webhook")
+		webhookBin = filepath.Join(helmHome, "bin", "webhook")
+		cmd := exec.Command(goBinary(), "build", "-o", webhookBin, "./cmd/webhook")
 		cmd.Dir = repoRoot
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -22,7 +22,7 @@ import (
 // moduleDir is where the Go module cache holds a dependency of this module.
 func moduleDir(t *testing.T, module string) string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd := exec.Command(goBinary(), "list", "-m", "-f", "{{.Dir}}", module)
 	cmd.Dir = repoRoot
 	out, err := cmd.Output()
 	require.NoError(t, err, "go list -m %s", module)

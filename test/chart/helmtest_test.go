@@ -1,0 +1,118 @@
+package chart
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestHelmTestPod runs the `helm test` pod's containers, in order, outside a
+// cluster: its shell commands with the local sh, its step containers with the
+// step binary built from cmd/oci-transport-step, its volumes as directories,
+// the bundled zot replaced by a real registry (REGISTRY_BIN). The pod's own
+// arguments are used as rendered, so a wrong flag or path fails here instead
+// of in a user's `helm test`.
+func TestHelmTestPod(t *testing.T) {
+	registry := startRegistry(t)
+	v := variants[0]
+	pod := &corev1.Pod{}
+	objs := decode(t, render(t, v))
+	into(t, find(t, objs, "Pod", fullname(v)+"-test"), pod)
+	require.Equal(t, "test", pod.Annotations["helm.sh/hook"])
+
+	step := buildStep(t)
+	root := t.TempDir()
+	uid := "5f0c7f1e-0000-4000-8000-000000000001"
+	zot := zotName(v) + "." + v.namespace + ".svc:5000"
+	var outputs []string
+	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		// Mount paths become directories of the test, longest first so no
+		// path is rewritten inside another.
+		mounts := map[string]string{}
+		var paths []string
+		for _, m := range c.VolumeMounts {
+			dir := filepath.Join(root, m.Name)
+			require.NoError(t, os.MkdirAll(dir, 0o755))
+			mounts[m.MountPath] = dir
+			paths = append(paths, m.MountPath)
+		}
+		sort.Slice(paths, func(i, j int) bool { return len(paths[i]) > len(paths[j]) })
+		local := func(s string) string {
+			s = strings.ReplaceAll(s, "$(POD_UID)", uid) // what the kubelet expands
+			s = strings.ReplaceAll(s, zot, registry)
+			for _, p := range paths {
+				s = strings.ReplaceAll(s, p, mounts[p])
+			}
+			return s
+		}
+		argv := append(append([]string{}, c.Command...), c.Args...)
+		for i := range argv {
+			argv[i] = local(argv[i])
+		}
+		switch c.Image {
+		case "busybox:1.37":
+			require.Equal(t, "sh", argv[0], c.Name)
+		default:
+			require.Equal(t, "/usr/local/bin/oci-transport-step", argv[0], c.Name)
+			argv[0] = step
+		}
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		require.NoError(t, err, "container %s: %s\n%s", c.Name, strings.Join(argv, " "), out)
+		outputs = append(outputs, string(out))
+	}
+	require.Contains(t, outputs[len(outputs)-1], "push and pull OK")
+	got, err := os.ReadFile(filepath.Join(root, "dst", "dir", "probe.txt"))
+	require.NoError(t, err)
+	require.Equal(t, "probe "+uid+"\n", string(got))
+}
+
+// startRegistry runs REGISTRY_BIN (CNCF Distribution) on a free port for the
+// test and returns its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	bin := requireEnv(t, "REGISTRY_BIN", "the helm test pod is run against a real registry")
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644))
+	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("registry logs:\n%s", logs.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "registry did not start")
+	return addr
+}
+
+// buildStep builds cmd/oci-transport-step into the test's temporary tree.
+func buildStep(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(helmHome, "bin", "oci-transport-step")
+	cmd := exec.Command(goBinary(), "build", "-o", out, "./cmd/oci-transport-step")
+	cmd.Dir = repoRoot
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	return out
+}
