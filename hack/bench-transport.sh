@@ -5,7 +5,8 @@
 #   big    1 GiB: 512 MiB random (4 files) + 512 MiB compressible text (8 files)
 #   small  20 000 small files
 # plus our no-change push and the pull+push of an empty workspace.
-# Nothing here asserts time; it prints a table and the ratios.
+# Nothing here asserts time; it prints a table and the ratios. Every timed
+# command starts after a `sync`, so no case pays for an earlier one's writeback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,39 +54,46 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 n=0
 run_ours() { # name dataset compression -> "push pull"
   local name=$1 set=$2 comp=$3 repo=bench/ours-$1-$3-$((n++))
-  local src=$WORK/data/$set/data dst=$WORK/out/$name-$comp state=$WORK/state/$name-$comp
+  local src=$WORK/data/$set/data dst=$WORK/out/$name-$comp state=$WORK/state/$name-$comp t1b
   rm -rf "$dst" "$state"; mkdir -p "$dst" "$state"
   local t0 t1 t2
+  sync
   t0=$(now)
   "$STEP" push --registry "$ADDR" --plain-http --repository "$repo" --tag t --task t \
     --mount "$src=" --state "$WORK/state/none-$n" --compression "$comp" 2> "$WORK/ours-push.log"
   t1=$(now)
+  sync
+  t1b=$(now)
   "$STEP" pull --registry "$ADDR" --plain-http --repository "$repo" --from t \
     --mount "$dst=" --state "$state" 2> "$WORK/ours-pull.log"
   t2=$(now)
   diff -r "$src" "$dst" > /dev/null || { echo "MISMATCH after our pull ($name $comp)" >&2; exit 1; }
-  # no-change push from the pulled workspace
+  # no-change push from the pulled workspace (after the pull's writes are flushed)
   local t3 t4
+  sync
   t3=$(now)
   "$STEP" push --registry "$ADDR" --plain-http --repository "$repo" --tag u --task u \
     --mount "$dst=" --state "$state" --compression "$comp" 2> "$WORK/ours-nochange.log"
   t4=$(now)
   rm -rf "$dst"
-  echo "$(elapsed "$t0" "$t1") $(elapsed "$t1" "$t2") $(awk -v a="$t3" -v b="$t4" 'BEGIN { printf "%.0f", (b - a) * 1000 }')"
+  echo "$(elapsed "$t0" "$t1") $(elapsed "$t1b" "$t2") $(awk -v a="$t3" -v b="$t4" 'BEGIN { printf "%.0f", (b - a) * 1000 }')"
 }
 run_oras() { # name dataset -> "push pull"
   local name=$1 set=$2 repo=bench/oras-$1
-  local dst=$WORK/out/oras-$name
+  local dst=$WORK/out/oras-$name t1b
   rm -rf "$dst"; mkdir -p "$dst"
   local t0 t1 t2
+  sync
   t0=$(now)
   (cd "$WORK/data/$set" && "$ORAS" push --plain-http "$ADDR/$repo:t" ./data/ > "$WORK/oras-push.log" 2>&1)
   t1=$(now)
+  sync
+  t1b=$(now)
   "$ORAS" pull --plain-http -o "$dst" "$ADDR/$repo:t" > "$WORK/oras-pull.log" 2>&1
   t2=$(now)
   diff -r "$WORK/data/$set/data" "$dst/data" > /dev/null || { echo "MISMATCH after oras pull ($name)" >&2; exit 1; }
   rm -rf "$dst"
-  echo "$(elapsed "$t0" "$t1") $(elapsed "$t1" "$t2")"
+  echo "$(elapsed "$t0" "$t1") $(elapsed "$t1b" "$t2")"
 }
 
 printf '\n%-26s %9s %9s %9s %11s %16s\n' "case" "push s" "pull s" "total s" "vs oras" "no-change push" | tee "$WORK/table"
@@ -95,7 +103,7 @@ row() { # label push pull oras_total [nochange]
   ratio=$(awk -v o="$4" -v t="$total" 'BEGIN { if (t > 0 && o > 0) printf "%.1fx", o / t; else printf "-" }')
   printf '%-26s %9s %9s %9s %11s %16s\n' "$1" "$2" "$3" "$total" "$ratio" "${5:-}"
 }
-for set in big small; do
+for set in small big; do
   read -r op opl < <(run_oras "$set" "$set")
   ot=$(awk -v a="$op" -v b="$opl" 'BEGIN { printf "%.2f", a + b }')
   row "$set: oras CLI (gzip)" "$op" "$opl" "$ot"
