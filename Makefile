@@ -49,9 +49,22 @@ manifests:
 unit:
 	$(GO) test -count=1 -short ./...
 
-## demo: convert the example release run offline and show what changed
+## demo: bring up the test bed, run the example labelled release run converted by our webhook, tear down (KEEP=1 keeps it up)
 demo: build
 	hack/demo.sh
+
+## cluster-up: a real single-node Kubernetes + Tekton + registry + our chart on this machine (test/cluster; builds what is missing, cached)
+.PHONY: cluster-up cluster-down equivalence
+cluster-up:
+	test/cluster/up.sh
+
+## cluster-down: stop the test bed and leave the machine as it was (checked)
+cluster-down:
+	test/cluster/down.sh
+
+## equivalence: every corpus run on a PVC and converted, compared task by task (brings the test bed up and down unless KEEP=1 / it is already up)
+equivalence:
+	test/equivalence/run.sh
 
 ## bench: benchmarks (numbers go into issue notes; nothing here asserts time)
 bench: bench-transport

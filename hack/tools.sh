@@ -4,6 +4,9 @@
 # version, and prints the directory that holds the binary.
 #
 #   hack/tools.sh registry|oras|helm|kube-apiserver|kubectl|etcd   -> prints its bin dir
+#   hack/tools.sh kubelet|kube-scheduler|kube-controller-manager|kube-proxy
+#   hack/tools.sh tekton        -> bin dir with Tekton Pipelines' controller, webhook and step binaries
+#   hack/tools.sh coredns       -> bin dir with coredns (cluster DNS for the test bed)
 #   hack/tools.sh envtest                                        -> bin dir with kube-apiserver + etcd
 #
 # Nothing is downloaded from release pages: every binary comes from `go build`.
@@ -14,6 +17,8 @@ ORAS_VERSION=v1.3.6
 HELM_VERSION=v3.22.0
 KUBERNETES_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
+TEKTON_VERSION=v1.15.1
+COREDNS_VERSION=v1.14.7
 
 CACHE=${TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tekton-oci-transport/tools}
 
@@ -80,6 +85,56 @@ build_kube() {
 }
 build_kube-apiserver() { build_kube "$1" "$2" kube-apiserver; }
 build_kubectl() { build_kube "$1" "$2" kubectl; }
+# The node binaries import packages kube-apiserver and kubectl do not: -mod=mod
+# lets the wrapper's go.sum gain their entries on first build.
+build_node() {
+  local out=$1 version=$2 cmd=$3 mod
+  mod=$(kube_wrapper "$version")
+  (cd "$mod" && go build -mod=mod -ldflags "$(kube_ldflags "$version")" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+}
+build_kubelet() { build_node "$1" "$2" kubelet; }
+build_kube-scheduler() { build_node "$1" "$2" kube-scheduler; }
+build_kube-controller-manager() { build_node "$1" "$2" kube-controller-manager; }
+build_kube-proxy() { build_node "$1" "$2" kube-proxy; }
+
+# Tekton Pipelines: the controller, its webhook and the binaries of its step
+# images, from the github.com/tektoncd/pipeline module (a wrapper module, like
+# kubernetes, so its go.mod replaces never get in the way). The `tekton` marker
+# file is written last; its config/ folder is found with `go list -m`.
+TEKTON_CMDS="controller webhook entrypoint nop workingdirinit sidecarlogresults"
+build_tekton() {
+  local out=$1 version=$2 mod=$CACHE/.src/tekton-$2 c
+  if [ ! -f "$mod/go.sum" ]; then
+    mkdir -p "$mod"
+    (
+      cd "$mod"
+      printf 'module tektonwrapper\n\ngo 1.26\n\nrequire github.com/tektoncd/pipeline %s\n' "$version" > go.mod
+      { printf '//go:build tools\n\npackage tools\n\nimport (\n'
+        for c in $TEKTON_CMDS; do printf '\t_ "github.com/tektoncd/pipeline/cmd/%s"\n' "$c"; done
+        printf ')\n'; } > tools.go
+      go mod tidy >&2
+    )
+  fi
+  for c in $TEKTON_CMDS; do
+    (cd "$mod" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/$c" "github.com/tektoncd/pipeline/cmd/$c")
+  done
+  (cd "$mod" && go list -m -f '{{.Dir}}' github.com/tektoncd/pipeline) > "$out/config-dir"
+  touch "$out/tekton" && chmod +x "$out/tekton"
+}
+
+build_coredns() {
+  local out=$1 version=$2 mod=$CACHE/.src/coredns-$2
+  if [ ! -f "$mod/go.sum" ]; then
+    mkdir -p "$mod"
+    (
+      cd "$mod"
+      printf 'module corednswrapper\n\ngo 1.26\n\nrequire github.com/coredns/coredns %s\n' "$version" > go.mod
+      printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/coredns/coredns"\n' > tools.go
+      go mod tidy >&2
+    )
+  fi
+  (cd "$mod" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/coredns" github.com/coredns/coredns)
+}
 
 build_etcd() {
   local out=$1 version=$2 mod=$CACHE/.src/etcd-$2
@@ -103,6 +158,9 @@ tool() {
     kube-apiserver) cached kube-apiserver "$KUBERNETES_VERSION" build_kube-apiserver ;;
     kubectl) cached kubectl "$KUBERNETES_VERSION" build_kubectl ;;
     etcd) cached etcd "$ETCD_VERSION" build_etcd ;;
+    kubelet | kube-scheduler | kube-controller-manager | kube-proxy) cached "$1" "$KUBERNETES_VERSION" "build_$1" ;;
+    tekton) cached tekton "$TEKTON_VERSION" build_tekton ;;
+    coredns) cached coredns "$COREDNS_VERSION" build_coredns ;;
     envtest)
       # envtest wants kube-apiserver and etcd side by side in one directory.
       local dir=$CACHE/envtest-$KUBERNETES_VERSION-$ETCD_VERSION api etcd
@@ -113,7 +171,7 @@ tool() {
       ln -sf "$etcd/etcd" "$dir/etcd"
       printf '%s\n' "$dir"
       ;;
-    *) echo "usage: $0 registry|oras|helm|kube-apiserver|kubectl|etcd|envtest" >&2; exit 2 ;;
+    *) echo "usage: $0 registry|oras|helm|kube-apiserver|kubectl|etcd|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|tekton|coredns|envtest" >&2; exit 2 ;;
   esac
 }
 

@@ -1,0 +1,773 @@
+// Command equivalence runs a PipelineRun twice on the test bed (test/cluster):
+// once on its PVC (unlabelled) and once converted by the webhook (labelled),
+// and checks that every task of the converted run saw exactly what its DAG
+// ancestors left on the PVC, and wrote the same.
+//
+//	go run ./test/equivalence -f run.yaml [-f pipeline.yaml -f tasks.yaml ...]
+//
+// The files hold one PipelineRun and the Pipelines and Tasks it names (they
+// are created in the case's namespace). Before submitting, every Task gets two
+// observer steps, the same in both runs, that print each workspace binding's
+// tree (path, type, mode, owner, size, sha256, symlink target) before and
+// after the task's own steps.
+//
+// Determinism: the PVC run is serialized along a topological order of the DAG
+// (each task runAfter the previous one), so each task's own changes are exactly
+// its after-view minus its before-view. The converted run keeps the real DAG.
+// For each converted task the expected before-view is the initial (empty)
+// workspace plus its ancestors' PVC changes, in topological order, seen
+// through the task's subPath; what a parallel sibling wrote is a race on a
+// PVC and is not compared. Both runs must end the same, the converted one
+// must have created no PVC and left its artifacts in the registry.
+//
+// Exit status: 0 equivalent, 1 a difference (printed per task), 2 an error.
+// With -expect-diff the first two are swapped (the harness's own negative test).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	labelKey      = "oci-transport.tekton.dev/enabled"
+	convertedAnno = "oci-transport.tekton.dev/converted-workspaces"
+	observerImage = "local.test/busybox:1"
+	stepBefore    = "eq-observe-before"
+	stepAfter     = "eq-observe-after"
+)
+
+type obj = map[string]any
+
+var (
+	kubectl       = envOr("KUBECTL", "kubectl")
+	registryNS    = envOr("REGISTRY_NS", "oci-registry")
+	registryProxy = "/api/v1/namespaces/" + registryNS + "/services/registry:5000/proxy"
+	repoPrefix    = envOr("REPOSITORY_PREFIX", "tekton-oci-transport")
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+type files []string
+
+func (f *files) String() string     { return strings.Join(*f, ",") }
+func (f *files) Set(s string) error { *f = append(*f, s); return nil }
+
+func main() {
+	var (
+		fs         files
+		name       string
+		timeout    time.Duration
+		expectDiff bool
+		keep       bool
+		verbose    bool
+	)
+	flag.Var(&fs, "f", "YAML file (repeatable): one PipelineRun, and the Pipelines and Tasks it names")
+	flag.StringVar(&name, "name", "", "case name (default: the first file's base name)")
+	flag.DurationVar(&timeout, "timeout", 6*time.Minute, "timeout of each run")
+	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
+	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
+	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
+	flag.Parse()
+	if len(fs) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: equivalence -f run.yaml [-f pipeline.yaml ...]")
+		os.Exit(2)
+	}
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(fs[0]), filepath.Ext(fs[0]))
+	}
+	c := &kase{name: sanitize(name), timeout: timeout, keep: keep, verbose: verbose}
+	diffs, err := c.run(fs)
+	switch {
+	case err != nil:
+		fmt.Printf("ERROR %s: %v\n", c.name, err)
+		os.Exit(2)
+	case expectDiff && diffs == 0:
+		fmt.Printf("FAIL %s: expected the harness to find a difference, found none\n", c.name)
+		os.Exit(1)
+	case expectDiff:
+		fmt.Printf("PASS %s: the harness found %d difference(s), as it must\n", c.name, diffs)
+	case diffs > 0:
+		fmt.Printf("FAIL %s: %d difference(s)\n", c.name, diffs)
+		os.Exit(1)
+	default:
+		fmt.Printf("PASS %s: equivalent (PVC %s, converted %s)\n", c.name, c.wall["pvc"].Round(100*time.Millisecond), c.wall["oci"].Round(100*time.Millisecond))
+	}
+}
+
+func sanitize(s string) string {
+	s = strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9-]+`).ReplaceAllString(s, "-"))
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return strings.Trim(s, "-")
+}
+
+type kase struct {
+	name    string
+	ns      string
+	timeout time.Duration
+	keep    bool
+	verbose bool
+	wall    map[string]time.Duration
+}
+
+// ---- kubectl
+
+func kc(stdin []byte, args ...string) ([]byte, error) {
+	cmd := exec.Command(kubectl, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+func kcJSON(v any, args ...string) error {
+	out, err := kc(nil, append(args, "-o", "json")...)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(out, v)
+}
+
+// ---- reading and preparing the objects
+
+func readDocs(paths []string) ([]obj, error) {
+	var docs []obj
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, part := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(b), -1) {
+			var o obj
+			if err := yaml.Unmarshal([]byte(part), &o); err != nil {
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			if len(o) > 0 {
+				docs = append(docs, o)
+			}
+		}
+	}
+	return docs, nil
+}
+
+func m(o any, keys ...string) obj {
+	cur, _ := o.(obj)
+	for _, k := range keys {
+		cur, _ = cur[k].(obj)
+	}
+	return cur
+}
+
+func s(o obj, k string) string { v, _ := o[k].(string); return v }
+
+func list(o obj, k string) []any { v, _ := o[k].([]any); return v }
+
+// observer is a step that prints every declared workspace's tree.
+func observer(name string, workspaces []string) obj {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\nset -e\n")
+	for _, w := range workspaces {
+		fmt.Fprintf(&b, "echo 'EQ-VIEW %s'\n", w)
+		fmt.Fprintf(&b, "cd \"$(workspaces.%s.path)\"\n", w)
+		fmt.Fprintf(&b, `find . -mindepth 1 | sort | while IFS= read -r p; do
+  o=$(stat -c %%u:%%g "$p"); md=$(stat -c %%a "$p")
+  if [ -L "$p" ]; then echo "EQ|%[1]s|$p|symlink|777|$o|0|-|$(readlink "$p")"
+  elif [ -d "$p" ]; then echo "EQ|%[1]s|$p|dir|$md|$o|0|-|"
+  elif [ -f "$p" ]; then echo "EQ|%[1]s|$p|file|$md|$o|$(stat -c %%s "$p")|$(sha256sum < "$p" | cut -d' ' -f1)|"
+  else echo "EQ|%[1]s|$p|other|$md|$o|0|-|"; fi
+done
+`, w)
+	}
+	return obj{"name": name, "image": observerImage, "script": b.String()}
+}
+
+// observe adds the two observer steps to a Task spec.
+func observe(spec obj) {
+	var ws []string
+	for _, w := range list(spec, "workspaces") {
+		ws = append(ws, s(w.(obj), "name"))
+	}
+	if len(ws) == 0 {
+		return
+	}
+	steps := append([]any{observer(stepBefore, ws)}, list(spec, "steps")...)
+	spec["steps"] = append(steps, observer(stepAfter, ws))
+}
+
+// ptask is what the harness knows of one pipeline task.
+type ptask struct {
+	name     string
+	finally  bool
+	deps     []string
+	bindings []binding
+	matrix   bool
+}
+
+type binding struct {
+	taskWS, pipelineWS, subPath string
+}
+
+var depRE = regexp.MustCompile(`\$\(tasks\.([a-z0-9][a-z0-9-]*)\.`)
+
+func pipelineTasks(spec obj, params map[string]string) []*ptask {
+	var out []*ptask
+	for _, sect := range []string{"tasks", "finally"} {
+		for _, t := range list(spec, sect) {
+			t := t.(obj)
+			pt := &ptask{name: s(t, "name"), finally: sect == "finally", matrix: t["matrix"] != nil}
+			for _, r := range list(t, "runAfter") {
+				pt.deps = append(pt.deps, r.(string))
+			}
+			for _, k := range []string{"params", "when", "matrix"} {
+				b, _ := json.Marshal(t[k])
+				for _, mm := range depRE.FindAllStringSubmatch(string(b), -1) {
+					pt.deps = append(pt.deps, mm[1])
+				}
+			}
+			for _, w := range list(t, "workspaces") {
+				w := w.(obj)
+				pt.bindings = append(pt.bindings, binding{taskWS: s(w, "name"), pipelineWS: s(w, "workspace"), subPath: substitute(s(w, "subPath"), params)})
+			}
+			out = append(out, pt)
+		}
+	}
+	return out
+}
+
+var paramRE = regexp.MustCompile(`\$\(params\.([A-Za-z0-9_.-]+)\)`)
+
+func substitute(v string, params map[string]string) string {
+	return paramRE.ReplaceAllStringFunc(v, func(x string) string {
+		if p, ok := params[paramRE.FindStringSubmatch(x)[1]]; ok {
+			return p
+		}
+		return x
+	})
+}
+
+// topo orders the non-finally tasks (Kahn, ties by declaration order), then finally.
+func topo(ts []*ptask) []*ptask {
+	done := map[string]bool{}
+	var out []*ptask
+	for len(out) < len(ts) {
+		progress := false
+		for _, t := range ts {
+			if done[t.name] {
+				continue
+			}
+			ready := true
+			for _, d := range t.deps {
+				if !done[d] {
+					ready = false
+				}
+			}
+			if t.finally {
+				for _, u := range ts {
+					if !u.finally && !done[u.name] {
+						ready = false
+					}
+				}
+			}
+			if ready {
+				done[t.name] = true
+				out = append(out, t)
+				progress = true
+				break
+			}
+		}
+		if !progress {
+			break
+		}
+	}
+	return out
+}
+
+func ancestors(t *ptask, all []*ptask) map[string]bool {
+	byName := map[string]*ptask{}
+	for _, u := range all {
+		byName[u.name] = u
+	}
+	anc := map[string]bool{}
+	if t.finally {
+		for _, u := range all {
+			if !u.finally {
+				anc[u.name] = true
+			}
+		}
+		return anc
+	}
+	var walk func(string)
+	walk = func(n string) {
+		for _, d := range byName[n].deps {
+			if !anc[d] {
+				anc[d] = true
+				walk(d)
+			}
+		}
+	}
+	walk(t.name)
+	return anc
+}
+
+// ---- running
+
+func (c *kase) run(paths []string) (int, error) {
+	docs, err := readDocs(paths)
+	if err != nil {
+		return 0, err
+	}
+	var run obj
+	pipelines := map[string]obj{}
+	var others []obj
+	for _, d := range docs {
+		switch s(d, "kind") {
+		case "PipelineRun":
+			if run != nil {
+				return 0, errors.New("more than one PipelineRun")
+			}
+			run = d
+		case "Pipeline":
+			pipelines[s(m(d, "metadata"), "name")] = d
+			others = append(others, d)
+		case "Task":
+			observe(m(d, "spec"))
+			others = append(others, d)
+		default:
+			others = append(others, d)
+		}
+	}
+	if run == nil {
+		return 0, errors.New("no PipelineRun in the files")
+	}
+	var pspec obj
+	if ps := m(run, "spec", "pipelineSpec"); ps != nil {
+		pspec = ps
+	} else if ref := s(m(run, "spec", "pipelineRef"), "name"); ref != "" && pipelines[ref] != nil {
+		pspec = m(pipelines[ref], "spec")
+	} else {
+		return 0, errors.New("the run needs a pipelineSpec or a pipelineRef to a Pipeline given with -f")
+	}
+	for _, sect := range []string{"tasks", "finally"} {
+		for _, t := range list(pspec, sect) {
+			if ts := m(t, "taskSpec"); ts != nil {
+				observe(ts)
+			}
+		}
+	}
+	params := map[string]string{}
+	for _, p := range list(pspec, "params") {
+		if d, ok := p.(obj)["default"].(string); ok {
+			params[s(p.(obj), "name")] = d
+		}
+	}
+	for _, p := range list(m(run, "spec"), "params") {
+		if v, ok := p.(obj)["value"].(string); ok {
+			params[s(p.(obj), "name")] = v
+		}
+	}
+	converted := map[string]bool{}
+	for _, w := range list(m(run, "spec"), "workspaces") {
+		if w.(obj)["volumeClaimTemplate"] != nil {
+			converted[s(w.(obj), "name")] = true
+		}
+	}
+	tasks := pipelineTasks(pspec, params)
+	order := topo(tasks)
+	if len(order) != len(tasks) {
+		return 0, errors.New("cannot order the pipeline's tasks (a cycle or an unknown runAfter)")
+	}
+
+	// the namespace of the case, fresh
+	c.ns = "eq-" + c.name
+	_, _ = kc(nil, "delete", "namespace", c.ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
+	if _, err := kc(nil, "create", "namespace", c.ns); err != nil {
+		return 0, err
+	}
+	if !c.keep {
+		defer func() { _, _ = kc(nil, "delete", "namespace", c.ns, "--wait=false") }()
+	}
+	for _, o := range others {
+		m(o, "metadata")["namespace"] = c.ns
+	}
+	// the serialized twin of the Pipeline for the PVC run
+	serial := func(ps obj) obj {
+		b, _ := json.Marshal(ps)
+		var cp obj
+		_ = json.Unmarshal(b, &cp)
+		prev := ""
+		byName := map[string]obj{}
+		for _, t := range list(cp, "tasks") {
+			byName[s(t.(obj), "name")] = t.(obj)
+		}
+		for _, t := range order {
+			if t.finally {
+				continue
+			}
+			if prev != "" {
+				ra := list(byName[t.name], "runAfter")
+				byName[t.name]["runAfter"] = append(ra, prev)
+			}
+			prev = t.name
+		}
+		return cp
+	}
+	runs := map[string]obj{}
+	for _, kind := range []string{"pvc", "oci"} {
+		b, _ := json.Marshal(run)
+		var r obj
+		_ = json.Unmarshal(b, &r)
+		md := m(r, "metadata")
+		delete(md, "generateName")
+		md["name"] = kind
+		md["namespace"] = c.ns
+		labels, _ := md["labels"].(obj)
+		if labels == nil {
+			labels = obj{}
+		}
+		if kind == "pvc" {
+			labels[labelKey] = "false"
+			if ps := m(r, "spec", "pipelineSpec"); ps != nil {
+				m(r, "spec")["pipelineSpec"] = serial(ps)
+			} else {
+				name := s(m(r, "spec", "pipelineRef"), "name")
+				sp, _ := json.Marshal(pipelines[name])
+				var twin obj
+				_ = json.Unmarshal(sp, &twin)
+				m(twin, "metadata")["name"] = name + "-serial"
+				m(twin, "metadata")["namespace"] = c.ns
+				twin["spec"] = serial(m(twin, "spec"))
+				others = append(others, twin)
+				m(r, "spec", "pipelineRef")["name"] = name + "-serial"
+			}
+		} else {
+			labels[labelKey] = "true"
+		}
+		md["labels"] = labels
+		runs[kind] = r
+	}
+	for _, o := range others {
+		b, _ := json.Marshal(o)
+		if _, err := kc(b, "apply", "-f", "-"); err != nil {
+			return 0, err
+		}
+	}
+
+	c.wall = map[string]time.Duration{}
+	results := map[string]*runResult{}
+	for _, kind := range []string{"pvc", "oci"} {
+		b, _ := json.Marshal(runs[kind])
+		start := time.Now()
+		if _, err := kc(b, "create", "-f", "-"); err != nil {
+			return 0, err
+		}
+		rr, err := c.wait(kind)
+		if err != nil {
+			return 0, err
+		}
+		c.wall[kind] = time.Since(start)
+		if err := c.collect(rr); err != nil {
+			return 0, err
+		}
+		results[kind] = rr
+	}
+	return c.compare(results["pvc"], results["oci"], tasks, order, converted)
+}
+
+type taskRun struct {
+	name, pod, status string
+	logs              map[string]string // step container -> log
+}
+
+type runResult struct {
+	kind     string
+	obj      obj
+	uid      string
+	status   string
+	skipped  []string
+	taskRuns map[string][]*taskRun // pipeline task -> TaskRuns (matrix: several)
+}
+
+func (c *kase) wait(kind string) (*runResult, error) {
+	deadline := time.Now().Add(c.timeout)
+	for {
+		var pr obj
+		if err := kcJSON(&pr, "-n", c.ns, "get", "pipelinerun", kind); err != nil {
+			return nil, err
+		}
+		for _, cond := range list(m(pr, "status"), "conditions") {
+			cond := cond.(obj)
+			if s(cond, "type") == "Succeeded" && s(cond, "status") != "Unknown" {
+				rr := &runResult{kind: kind, obj: pr, uid: s(m(pr, "metadata"), "uid"), status: s(cond, "status") + "/" + s(cond, "reason")}
+				for _, st := range list(m(pr, "status"), "skippedTasks") {
+					rr.skipped = append(rr.skipped, s(st.(obj), "name"))
+				}
+				sort.Strings(rr.skipped)
+				return rr, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("run %s/%s not finished after %s", c.ns, kind, c.timeout)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func (c *kase) collect(rr *runResult) error {
+	var trs struct{ Items []obj }
+	if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun="+rr.kind); err != nil {
+		return err
+	}
+	rr.taskRuns = map[string][]*taskRun{}
+	for _, tr := range trs.Items {
+		pt := s(m(tr, "metadata", "labels"), "tekton.dev/pipelineTask")
+		t := &taskRun{name: s(m(tr, "metadata"), "name"), pod: s(m(tr, "status"), "podName"), logs: map[string]string{}}
+		for _, cond := range list(m(tr, "status"), "conditions") {
+			if s(cond.(obj), "type") == "Succeeded" {
+				t.status = s(cond.(obj), "status") + "/" + s(cond.(obj), "reason")
+			}
+		}
+		for _, st := range list(m(tr, "status"), "steps") {
+			cn := s(st.(obj), "container")
+			if t.pod == "" || cn == "" {
+				continue
+			}
+			out, err := kc(nil, "-n", c.ns, "logs", t.pod, "-c", cn)
+			if err != nil {
+				return err
+			}
+			t.logs[strings.TrimPrefix(cn, "step-")] = string(out)
+		}
+		rr.taskRuns[pt] = append(rr.taskRuns[pt], t)
+	}
+	for _, l := range rr.taskRuns {
+		sort.Slice(l, func(i, j int) bool { return l[i].name < l[j].name })
+	}
+	return nil
+}
+
+// views parses an observer step's log: task workspace -> tree.
+func views(log string) map[string]tree {
+	out := map[string]tree{}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.HasPrefix(line, "EQ-VIEW ") {
+			out[strings.TrimPrefix(line, "EQ-VIEW ")] = tree{}
+			continue
+		}
+		f := strings.SplitN(line, "|", 9)
+		if len(f) != 9 || f[0] != "EQ" {
+			continue
+		}
+		if out[f[1]] == nil {
+			out[f[1]] = tree{}
+		}
+		out[f[1]][strings.TrimPrefix(f[2], "./")] = entry{Type: f[3], Mode: f[4], Owner: f[5], Size: f[6], Sha256: f[7], Target: f[8]}
+	}
+	return out
+}
+
+// taskDelta is a task's own change of pipeline workspace w (all its views,
+// all its matrix instances).
+func taskDelta(t *ptask, trs []*taskRun, w string) delta {
+	d := delta{Set: tree{}}
+	for _, tr := range trs {
+		before, after := views(tr.logs[stepBefore]), views(tr.logs[stepAfter])
+		for _, b := range t.bindings {
+			if b.pipelineWS == w {
+				d.merge(diffViews(b.subPath, before[b.taskWS], after[b.taskWS]))
+			}
+		}
+	}
+	return d
+}
+
+func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map[string]bool) (int, error) {
+	diffs := 0
+	problem := func(format string, a ...any) {
+		diffs++
+		fmt.Printf("  DIFF "+format+"\n", a...)
+	}
+	fmt.Printf("== case %s (namespace %s): PVC run %s in %s, converted run %s in %s\n", c.name, c.ns,
+		pvc.status, c.wall["pvc"].Round(100*time.Millisecond), oci.status, c.wall["oci"].Round(100*time.Millisecond))
+
+	// converted at all?
+	anno := s(m(oci.obj, "metadata", "annotations"), convertedAnno)
+	if anno == "" {
+		problem("the labelled run was not converted: annotations %v", m(oci.obj, "metadata", "annotations"))
+	}
+	if pvc.status != oci.status {
+		problem("run status: PVC %s, converted %s", pvc.status, oci.status)
+	}
+	if strings.Join(pvc.skipped, ",") != strings.Join(oci.skipped, ",") {
+		problem("skipped tasks: PVC [%s], converted [%s]", strings.Join(pvc.skipped, ","), strings.Join(oci.skipped, ","))
+	}
+	// no PVC for the converted run, one for the PVC run
+	var pvcs struct{ Items []obj }
+	if err := kcJSON(&pvcs, "-n", c.ns, "get", "pvc"); err != nil {
+		return 0, err
+	}
+	owned := map[string]int{}
+	for _, p := range pvcs.Items {
+		for _, ref := range list(m(p, "metadata"), "ownerReferences") {
+			owned[s(ref.(obj), "uid")]++
+		}
+	}
+	if owned[oci.uid] > 0 {
+		problem("the converted run created %d PVC(s)", owned[oci.uid])
+	}
+	fmt.Printf("  PVCs: PVC run %d, converted run %d\n", owned[pvc.uid], owned[oci.uid])
+
+	// artifacts in the registry
+	pushers := map[string]bool{}
+	for _, sect := range []string{"tasks", "finally"} {
+		for _, t := range list(m(oci.obj, "spec", "pipelineSpec"), sect) {
+			for _, st := range list(m(t, "taskSpec"), "steps") {
+				if strings.HasPrefix(s(st.(obj), "name"), "oci-transport-push-") {
+					pushers[s(t.(obj), "name")] = true
+				}
+			}
+		}
+	}
+	for w := range converted {
+		repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, oci.uid, w)
+		var tags struct{ Tags []string }
+		out, err := kc(nil, "get", "--raw", registryProxy+"/v2/"+repo+"/tags/list")
+		if err == nil {
+			_ = json.Unmarshal(out, &tags)
+		}
+		fmt.Printf("  registry %s: tags [%s]\n", repo, strings.Join(tags.Tags, " "))
+		for _, t := range tasks {
+			ran := false
+			for _, tr := range oci.taskRuns[t.name] {
+				ran = ran || strings.HasPrefix(tr.status, "True")
+			}
+			if !pushers[t.name] || !ran || !bindsWS(t, w) {
+				continue
+			}
+			found := false
+			for _, tag := range tags.Tags {
+				found = found || tag == t.name || strings.HasPrefix(tag, t.name+".")
+			}
+			if !found {
+				problem("task %s pushed %s but the registry has no tag for it", t.name, w)
+			}
+		}
+	}
+
+	// task by task, in topological order
+	pvcDelta := map[string]map[string]delta{} // task -> workspace -> delta
+	for _, t := range order {
+		pvcDelta[t.name] = map[string]delta{}
+		for w := range converted {
+			pvcDelta[t.name][w] = taskDelta(t, pvc.taskRuns[t.name], w)
+		}
+	}
+	fmt.Printf("  %-22s %-22s %-22s %s\n", "task", "PVC", "converted", "sees / writes")
+	for _, t := range order {
+		ps, os := statuses(pvc.taskRuns[t.name]), statuses(oci.taskRuns[t.name])
+		var lines []string
+		if ps != os {
+			lines = append(lines, fmt.Sprintf("  task status: PVC %s, converted %s", ps, os))
+		}
+		anc := ancestors(t, tasks)
+		seen, wrote := 0, 0
+		for w := range converted {
+			if !bindsWS(t, w) {
+				continue
+			}
+			// what the ancestors left, PVC semantics
+			state := tree{}
+			for _, u := range order {
+				if anc[u.name] {
+					state.apply(pvcDelta[u.name][w])
+				}
+			}
+			for _, tr := range oci.taskRuns[t.name] {
+				before := views(tr.logs[stepBefore])
+				for _, b := range t.bindings {
+					if b.pipelineWS != w {
+						continue
+					}
+					want := state.view(b.subPath)
+					seen += len(before[b.taskWS])
+					for _, l := range diffLines(want, before[b.taskWS]) {
+						lines = append(lines, fmt.Sprintf("  %s sees through %s (subPath %q): %s", tr.name, b.taskWS, b.subPath, strings.TrimSpace(l)))
+					}
+				}
+			}
+			od := taskDelta(t, oci.taskRuns[t.name], w)
+			wrote += len(od.Set) + len(od.Deleted)
+			for _, l := range diffDeltas(pvcDelta[t.name][w], od) {
+				lines = append(lines, fmt.Sprintf("  own changes to %s: %s", w, strings.TrimSpace(l)))
+			}
+		}
+		verdict := "ok"
+		if len(lines) > 0 {
+			verdict = "DIFFERS"
+		}
+		fmt.Printf("  %-22s %-22s %-22s %d entries / %d changes  %s\n", t.name, ps, os, seen, wrote, verdict)
+		for _, l := range lines {
+			problem("%s: %s", t.name, strings.TrimSpace(l))
+		}
+		if c.verbose {
+			for _, tr := range oci.taskRuns[t.name] {
+				for step, log := range tr.logs {
+					if strings.HasPrefix(step, "oci-transport-") {
+						for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+							fmt.Printf("      %s/%s: %s\n", t.name, step, l)
+						}
+					}
+				}
+			}
+		}
+	}
+	return diffs, nil
+}
+
+func bindsWS(t *ptask, w string) bool {
+	for _, b := range t.bindings {
+		if b.pipelineWS == w {
+			return true
+		}
+	}
+	return false
+}
+
+func statuses(trs []*taskRun) string {
+	if len(trs) == 0 {
+		return "not run"
+	}
+	var out []string
+	for _, tr := range trs {
+		out = append(out, tr.status)
+	}
+	sort.Strings(out)
+	if len(out) > 1 && out[0] == out[len(out)-1] {
+		return fmt.Sprintf("%dx %s", len(out), out[0])
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make equivalence: every case of test/equivalence/testdata run on a PVC and
+# converted on the real test bed (test/cluster), compared task by task; then
+# the harness's own negative test (a step image that drops deletions must make
+# the deletions case fail). Brings the test bed up and tears it down, unless
+# one is already running (then it is used and left up) or KEEP=1.
+#
+#   CASES="linear fan-in"  run only these cases
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source test/cluster/lib.sh
+t0=$SECONDS
+
+started=0
+if ! { [ -f "$D/apiserver.pid" ] && kill -0 "$(cat "$D/apiserver.pid")" 2>/dev/null; }; then
+  trap 'rc=$?; [ "${KEEP:-0}" = 1 ] || test/cluster/down.sh; exit $rc' EXIT
+  test/cluster/up.sh
+  started=1
+fi
+bringup=$((SECONDS - t0))
+export KUBECONFIG=$KUBECONFIG_FILE KUBECTL=$D/bin/kubectl REGISTRY_NS
+go build -o "$D/bin/equivalence" ./test/equivalence
+
+cases=()
+if [ -n "${CASES:-}" ]; then
+  for c in $CASES; do cases+=("$c"); done
+else
+  for f in test/equivalence/testdata/*; do cases+=("$(basename "${f%.yaml}")"); done
+fi
+
+failed=()
+summary=()
+for c in "${cases[@]}"; do
+  p=test/equivalence/testdata/$c
+  if [ -d "$p" ]; then args=(-name "$c"); for f in "$p"/*.yaml; do args+=(-f "$f"); done
+  else args=(-f "$p.yaml"); fi
+  s=$SECONDS
+  if "$D/bin/equivalence" "${args[@]}" | tee "$D/logs/eq-$c.log"; then :; else failed+=("$c"); fi
+  summary+=("$(printf '%-18s %4ds  %s' "$c" $((SECONDS - s)) "$(grep -E '^(PASS|FAIL|ERROR)' "$D/logs/eq-$c.log" | head -1)")")
+done
+
+# Negative test: a step image whose push forgets the baseline, so no deletion
+# ever reaches the registry. The deletions case must now fail with a diff.
+s=$SECONDS
+b=$(mktemp -d)
+mkdir -p "$b/usr/local/bin" "$b/tmp"
+chmod 1777 "$b/tmp"
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$b/usr/local/bin/oci-transport-step" ./test/equivalence/brokenstep
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$b/usr/local/bin/oci-transport-step.real" ./cmd/oci-transport-step
+"$D/bin/imgtool" -o "$D/step-broken.tar" -root "$b" -tag "$STEP_IMAGE" -- /usr/local/bin/oci-transport-step
+rm -rf "$b"
+$CTR images import "$D/step-broken.tar" >/dev/null
+neg=ok
+"$D/bin/equivalence" -expect-diff -name deletions-broken -f test/equivalence/testdata/deletions.yaml | tee "$D/logs/eq-negative.log" || neg=failed
+$CTR images import "$D/step.tar" >/dev/null
+summary+=("$(printf '%-18s %4ds  %s' "negative" $((SECONDS - s)) "$(grep -E '^(PASS|FAIL|ERROR)' "$D/logs/eq-negative.log" | head -1)")")
+[ $neg = ok ] || failed+=(negative)
+
+echo
+echo "== equivalence summary (bring-up ${bringup}s$([ $started = 1 ] || echo ', cluster was already up'))"
+printf '%s\n' "${summary[@]}"
+echo "total $((SECONDS - t0))s"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all cases equivalent; the negative test failed as it must"
