@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -95,3 +96,5 @@ func randomFile(t testing.TB, path string, size int64, seed uint64) {
 }
 
 var fixedTime = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+
+func statT(fi os.FileInfo) *syscall.Stat_t { return fi.Sys().(*syscall.Stat_t) }

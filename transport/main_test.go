@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +65,7 @@ type registryProc struct {
 	mu             sync.Mutex
 	cmd            *exec.Cmd
 	ownDir         bool
+	tls            bool
 }
 
 func freePort() (string, error) {
@@ -78,7 +80,12 @@ func freePort() (string, error) {
 // startRegistry starts a registry on a free port with its storage in a new
 // temporary directory (or dir).
 func startRegistry(bin, dir string) (*registryProc, error) {
-	r := &registryProc{bin: bin, dir: dir}
+	return startRegistryConfig(bin, dir, "")
+}
+
+// startRegistryConfig starts a registry with extra lines under http:.
+func startRegistryConfig(bin, dir, httpExtra string) (*registryProc, error) {
+	r := &registryProc{bin: bin, dir: dir, tls: strings.Contains(httpExtra, "tls:")}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "oci-transport-registry-")
 		if err != nil {
@@ -103,7 +110,7 @@ storage:
     enabled: true
 http:
   addr: %s
-`, r.dir, addr)
+%s`, r.dir, addr, httpExtra)
 	if err := os.WriteFile(filepath.Join(r.dir, "config.yml"), []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -125,6 +132,13 @@ func (r *registryProc) start() error {
 	r.cmd = cmd
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
+		conn, err := net.DialTimeout("tcp", r.addr, time.Second)
+		if err == nil {
+			conn.Close()
+			if r.tls {
+				return nil
+			}
+		}
 		resp, err := http.Get("http://" + r.addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()

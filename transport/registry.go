@@ -144,6 +144,13 @@ func retryable(err error) bool {
 	if errors.As(err, &r) || errors.As(err, &u) {
 		return false
 	}
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	var cie x509.CertificateInvalidError
+	if errors.As(err, &cve) || errors.As(err, &uae) || errors.As(err, &hne) || errors.As(err, &cie) {
+		return false // TLS trust is not going to fix itself
+	}
 	var er *errcode.ErrorResponse
 	if errors.As(err, &er) {
 		return er.StatusCode >= 500 || er.StatusCode == 429 || er.StatusCode == 408
