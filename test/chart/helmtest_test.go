@@ -1,6 +1,8 @@
 package chart
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -22,8 +25,17 @@ import (
 // arguments are used as rendered, so a wrong flag or path fails here instead
 // of in a user's `helm test`.
 func TestHelmTestPod(t *testing.T) {
-	registry := startRegistry(t)
-	v := variants[0]
+	for _, v := range variants {
+		if v.name != "defaults" && v.name != "auth" {
+			continue
+		}
+		t.Run(v.name, func(t *testing.T) { runHelmTestPod(t, v) })
+	}
+}
+
+func runHelmTestPod(t *testing.T, v variant) {
+	auth := v.name == "auth"
+	registry, dockerConfig := startRegistry(t, auth)
 	pod := &corev1.Pod{}
 	objs := decode(t, render(t, v))
 	into(t, find(t, objs, "Pod", fullname(v)+"-test"), pod)
@@ -33,6 +45,11 @@ func TestHelmTestPod(t *testing.T) {
 	root := t.TempDir()
 	uid := "5f0c7f1e-0000-4000-8000-000000000001"
 	zot := zotName(v) + "." + v.namespace + ".svc:5000"
+	if auth {
+		// The Secret registry.auth.dockerConfigSecret, as the kubelet mounts it.
+		require.NoError(t, os.MkdirAll(filepath.Join(root, "docker"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(root, "docker", ".dockerconfigjson"), dockerConfig, 0o600))
+	}
 	var outputs []string
 	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		// Mount paths become directories of the test, longest first so no
@@ -76,13 +93,25 @@ func TestHelmTestPod(t *testing.T) {
 }
 
 // startRegistry runs REGISTRY_BIN (CNCF Distribution) on a free port for the
-// test and returns its host:port.
-func startRegistry(t *testing.T) string {
+// test and returns its host:port; with auth, it checks an htpasswd file and
+// the docker config that logs in is returned too.
+func startRegistry(t *testing.T, auth bool) (string, []byte) {
 	t.Helper()
 	bin := requireEnv(t, "REGISTRY_BIN", "the helm test pod is run against a real registry")
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	var dockerConfig []byte
+	if auth {
+		hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("tekton:"+string(hash)+"\n"), 0o600))
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: test\n    path: %s\n", filepath.Join(dir, "htpasswd"))
+		dockerConfig, err = json.Marshal(map[string]any{"auths": map[string]any{
+			addr: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("tekton:s3cret"))},
+		}})
+		require.NoError(t, err)
+	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644))
 	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
 	logs := &syncBuffer{}
@@ -101,9 +130,10 @@ func startRegistry(t *testing.T) string {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		// 401 is up too, when it checks credentials.
+		return resp.StatusCode == http.StatusOK || (auth && resp.StatusCode == http.StatusUnauthorized)
 	}, 30*time.Second, 100*time.Millisecond, "registry did not start")
-	return addr
+	return addr, dockerConfig
 }
 
 // buildStep builds cmd/oci-transport-step into the test's temporary tree.
