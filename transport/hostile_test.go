@@ -182,3 +182,39 @@ func TestHostileArtifactThroughRegistry(t *testing.T) {
 		Mounts: []Mount{{Dir: t.TempDir()}}, StateDir: t.TempDir()})
 	require.Equal(t, ExitRefused, ExitCode(err), err)
 }
+
+// A later delta replaces whatever type an earlier one left at a path
+// (parallel branches: the later one wins), through a symlink never.
+func TestLaterDeltaReplacesTypes(t *testing.T) {
+	parent := t.TempDir()
+	ms, err := prepareMounts([]Mount{{Dir: filepath.Join(parent, "mount")}})
+	require.NoError(t, err)
+	ex, err := newExtractor(ms, Limits{})
+	require.NoError(t, err)
+	defer ex.close()
+	apply := func(entries ...tarEntry) {
+		t.Helper()
+		require.NoError(t, ex.extractTar(bytes.NewReader(buildTar(t, entries...)), "ws-000", nil))
+	}
+	apply(tarEntry{name: "ws-000/target/", typ: tar.TypeDir}, tarEntry{name: "ws-000/a", link: "target", typ: tar.TypeSymlink},
+		tarEntry{name: "ws-000/d/", typ: tar.TypeDir}, tarEntry{name: "ws-000/d/inner", body: "x"},
+		tarEntry{name: "ws-000/f", body: "file"})
+	// symlink -> dir with a file, dir -> symlink, file -> dir
+	apply(tarEntry{name: "ws-000/a/", typ: tar.TypeDir}, tarEntry{name: "ws-000/a/new", body: "in a real dir"},
+		tarEntry{name: "ws-000/d", link: "target", typ: tar.TypeSymlink},
+		tarEntry{name: "ws-000/f/", typ: tar.TypeDir}, tarEntry{name: "ws-000/f/g", body: "g"})
+	require.NoError(t, ex.finish())
+	m := filepath.Join(parent, "mount")
+	fi, err := os.Lstat(filepath.Join(m, "a"))
+	require.NoError(t, err)
+	require.True(t, fi.IsDir())
+	entries, err := os.ReadDir(filepath.Join(m, "target"))
+	require.NoError(t, err)
+	require.Empty(t, entries, "nothing was written through the old symlink")
+	l, err := os.Readlink(filepath.Join(m, "d"))
+	require.NoError(t, err)
+	require.Equal(t, "target", l)
+	b, err := os.ReadFile(filepath.Join(m, "f/g"))
+	require.NoError(t, err)
+	require.Equal(t, "g", string(b))
+}
