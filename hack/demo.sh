@@ -1,33 +1,100 @@
 #!/usr/bin/env bash
-# make demo: shows the main job. Until the single-node cluster demo lands,
-# this converts the shipped release-style run offline, exactly as the
-# webhook would admit it, and shows what changed and why.
+# make demo: the main job, for real. Brings up the single-node test bed
+# (test/cluster: Kubernetes, Tekton, a registry, our chart; the first run
+# builds everything, later runs reuse the cache), creates the example labelled
+# release run (deploy/examples/release-cluster), shows what the webhook changed,
+# follows the run to Succeeded with the injected steps' log lines, lists the
+# artifacts in the registry, shows that no PVC was created, and tears it all
+# down. KEEP=1 keeps the test bed up; OFFLINE=1 only converts the run offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ex=deploy/examples/release
+source test/cluster/lib.sh
+ex=deploy/examples/release-cluster
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+T0=$SECONDS
+say() { printf '\n\033[1m== [%ss] %s\033[0m\n' "$((SECONDS - T0))" "$*"; }
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-say "The run a platform team labels (deploy/examples/release/run.yaml): one 50Gi volumeClaimTemplate"
+say "1. The run a platform team labels ($ex/run.yaml): one 50Gi volumeClaimTemplate"
 sed -n '/^apiVersion/,$p' $ex/run.yaml
-
-say "Converting it (bin/webhook convert), as the admission webhook would"
-bin/webhook convert -f $ex/run.yaml -f $ex/release-pipeline.yaml -f $ex/tasks.yaml \
-  -f $ex/publish.yaml -f $ex/precheck.yaml > "$out/converted.yaml" 2> "$out/report.txt" || {
+say "Offline preview (bin/webhook convert): what the webhook will do to it"
+bin/webhook convert -f $ex/run.yaml -f $ex/pipeline.yaml -f $ex/tasks.yaml > "$out/offline.yaml" 2> "$out/report.txt" || {
   cat "$out/report.txt"; exit 1; }
 cat "$out/report.txt"
+if [ "${OFFLINE:-0}" = 1 ]; then rm -rf "$out"; exit 0; fi
 
-say "The workspace is now an emptyDir: no PVC per run"
-awk '/^  workspaces:/{p=1} p' "$out/converted.yaml"
+say "2. The test bed: single-node Kubernetes + Tekton + registry + our chart (test/cluster/up.sh)"
+cleanup() {
+  rc=$?
+  rm -rf "$out"
+  if [ "${KEEP:-0}" = 1 ]; then
+    say "KEEP=1: the test bed stays up. export KUBECONFIG=$KUBECONFIG_FILE; kubectl is $D/bin/kubectl; make cluster-down when done"
+  else
+    say "Tearing down (test/cluster/down.sh)"
+    test/cluster/down.sh
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+test/cluster/up.sh
+KUBECTL=$D/bin/kubectl
+export KUBECONFIG=$KUBECONFIG_FILE
+say "Up in $((SECONDS - T0))s. Installed:"
+kc get deploy -A -o custom-columns=NAMESPACE:.metadata.namespace,DEPLOYMENT:.metadata.name,READY:.status.readyReplicas,IMAGE:.spec.template.spec.containers[0].image
+kc get storageclass
+kc get mutatingwebhookconfiguration tekton-oci-transport -o jsonpath='{range .webhooks[*]}{.name}: failurePolicy={.failurePolicy}, service={.clientConfig.service.namespace}/{.clientConfig.service.name}{"\n"}{end}'
 
-say "What was recorded on the run (kubectl get pipelinerun -o yaml shows the same)"
-awk '/^  annotations:/{p=1;print;next} p&&/^  [a-z]/{p=0} p' "$out/converted.yaml" | cut -c1-160
+say "3. Create the Pipeline, its Tasks (by name) and the labelled run in namespace release"
+kc create namespace release >/dev/null
+kc -n release apply -f $ex/prerequisites.yaml -f $ex/tasks.yaml -f $ex/pipeline.yaml
+run=$(kc -n release create -f $ex/run.yaml -o name)
+echo "created $run"
 
-say "publish-images: pulls what its ancestors left in git/, pushes what it wrote (git/ and bucket/)"
-awk '/^    - name: publish-images$/{p=1} p&&/^    - name: publish-to-bucket$/{exit} p' "$out/converted.yaml" \
-  | grep -E '^\s+(- name: oci-transport-|name: (oci-transport-|publish$)|- (pull|push)$|- --(from|mount|tag|repository)$)' -A1 \
-  | grep -vE '^--$' | sed -n '1,60p'
+say "4. What the webhook changed (the stored run vs the submitted one)"
+kc -n release get "$run" -o yaml > "$out/stored.yaml"
+echo "annotations:"
+awk '/^  annotations:/{p=1;next} p&&/^  [a-z]/{p=0} p' "$out/stored.yaml" | cut -c1-200
+echo "workspaces (was: volumeClaimTemplate 50Gi):"
+awk '/^  workspaces:/{p=1} p&&/^status:/{p=0} p' "$out/stored.yaml" | head -12
+echo "steps of each task (injected ones start with oci-transport-):"
+kc -n release get "$run" -o jsonpath='{range .spec.pipelineSpec.tasks[*]}{.name}: {range .taskSpec.steps[*]}{.name} {end}{"\n"}{end}'
+echo "publish-images' pull step:"
+kc -n release get "$run" -o jsonpath='{range .spec.pipelineSpec.tasks[?(@.name=="publish-images")].taskSpec.steps[0]}{.image} {.command} {.args}{"\n"}{end}' | fold -w 160
 
-say "Full converted run: $(wc -l < "$out/converted.yaml") lines (rerun: bin/webhook convert -f ... )"
+say "5. Following the run"
+s=$SECONDS
+for i in $(seq 300); do
+  st=$(kc -n release get "$run" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}')
+  [ "$st" = True ] || [ "$st" = False ] && break
+  sleep 2
+done
+kc -n release get "$run" -o jsonpath='{.metadata.name}: {.status.conditions[0].reason} ({.status.conditions[0].message}){"\n"}'
+echo "run took $((SECONDS - s))s after creation"
+kc -n release get taskruns -o custom-columns=TASK:.metadata.labels.tekton\\.dev/pipelineTask,STATUS:.status.conditions[0].reason,START:.status.startTime,END:.status.completionTime
+say "Injected steps' logs (files, bytes, seconds)"
+for tr in $(kc -n release get taskruns -o jsonpath='{range .items[*]}{.metadata.name}{" "}{end}'); do
+  pod=$(kc -n release get taskrun "$tr" -o jsonpath='{.status.podName}')
+  task=$(kc -n release get taskrun "$tr" -o jsonpath='{.metadata.labels.tekton\.dev/pipelineTask}')
+  for c in $(kc -n release get pod "$pod" -o jsonpath='{.spec.containers[*].name}' 2>/dev/null); do
+    case $c in step-oci-transport-*)
+      kc -n release logs "$pod" -c "$c" 2>/dev/null | sed "s/^/  $task ${c#step-oci-transport-}: /" | cut -c1-220 ;;
+    esac
+  done
+done
+
+say "6. Artifacts in the registry (the CNCF registry at $REGISTRY_ADDRESS)"
+proxy=/api/v1/namespaces/$REGISTRY_NS/services/registry:5000/proxy/v2
+uid=$(kc -n release get "$run" -o jsonpath='{.metadata.uid}')
+kc get --raw "$proxy/_catalog" | tr -d '\n'; echo
+repo=tekton-oci-transport/release/$uid/workarea
+echo "tags of $repo: $(kc get --raw "$proxy/$repo/tags/list" | tr -d '\n')"
+
+say "7. PVCs in namespace release (a PVC run would have one per run)"
+n=$(kc -n release get pvc --no-headers 2>/dev/null | wc -l)
+kc -n release get pvc 2>&1 | head -5
+echo "PVCs: $n"
+st=$(kc -n release get "$run" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}')
+if [ "$st" != True ] || [ "$n" != 0 ]; then
+  echo "demo FAILED: run status $st, $n PVC(s)"
+  exit 1
+fi
+say "Demo done: the labelled run Succeeded on emptyDirs, its files moved through the registry, no PVC (total $((SECONDS - T0))s)"
