@@ -5,8 +5,10 @@ import (
 	"testing"
 )
 
-func file(sum string) entry { return entry{Type: "file", Mode: "644", Owner: "0:0", Size: "1", Sha256: sum} }
-func dir() entry            { return entry{Type: "dir", Mode: "755", Owner: "0:0"} }
+func file(sum string) entry {
+	return entry{Type: "file", Mode: "644", Owner: "0:0", Size: "1", Sha256: sum}
+}
+func dir() entry { return entry{Type: "dir", Mode: "755", Owner: "0:0"} }
 
 // The model the harness compares converted runs against: a task's own change
 // through a subPath view, rooted at the workspace root, applied with PVC
