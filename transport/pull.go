@@ -78,7 +78,12 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 			return nil, err
 		}
 		sort.Strings(tags)
+		seenFrom := map[string]bool{}
 		for _, t := range o.From {
+			if seenFrom[t] {
+				continue
+			}
+			seenFrom[t] = true
 			var matched []string
 			for _, tag := range tags {
 				if tag == t || strings.HasPrefix(tag, t+".") {
