@@ -47,7 +47,8 @@ KCM=$(tool kube-controller-manager)/kube-controller-manager
 KUBE_PROXY=$(tool kube-proxy)/kube-proxy
 TEKTON_BIN=$(tool tekton)
 COREDNS=$(tool coredns)/coredns
-REGISTRY=$(tool registry)/registry
+# the registry image needs a static binary: built here (CGO off), same version as hack/tools.sh's
+REGISTRY_VERSION=$(sed -n 's/^REGISTRY_VERSION=//p' hack/tools.sh)
 HELM=$(tool helm)/helm
 ts "tools ready"
 
@@ -114,10 +115,11 @@ if [ ! -f "$IMGS/$cdver.tar" ]; then
   mkdir -p "$r/coredns"; cp "$COREDNS" "$r/coredns/coredns"
   img "$IMGS/$cdver.tar" "$r/coredns" -tag local.test/coredns:1 -- /coredns
 fi
-regver=$(basename "$(dirname "$REGISTRY")")
+regver=registry-$REGISTRY_VERSION-static
 if [ ! -f "$IMGS/$regver.tar" ]; then
+  ts "building the registry $REGISTRY_VERSION (static, once)"
   mkdir -p "$r/registry/etc/registry" "$r/registry/var/lib/registry" "$r/registry/tmp"; chmod 1777 "$r/registry/tmp"
-  cp "$REGISTRY" "$r/registry/registry"
+  GOBIN=$r/registry CGO_ENABLED=0 go install -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
   img "$IMGS/$regver.tar" "$r/registry" -tag local.test/registry:1 -- /registry serve /etc/registry/config.yml
 fi
 # Ours: rebuilt every time from this tree (static, as in the Dockerfile).
@@ -193,7 +195,7 @@ EOF
 cat > "$D/cni/conf/10-bridge.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "k8s1", "plugins": [
   {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "$POD_CIDR"}], "dataDir": "$D/cni/ipam"}},
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "$SERVICE_CIDR"}, {"dst": "$IP/32"}], "dataDir": "$D/cni/ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}},
   {"type": "loopback"}]}
 EOF
