@@ -57,8 +57,9 @@ func LoadFile(path string, stdin io.Reader) ([]Document, error) {
 }
 
 // Load reads every non-empty document of a multi-document YAML (or JSON)
-// stream. Documents are numbered from 0, counting empty ones, so the index
-// matches what an editor shows between the `---` separators.
+// stream. Documents are numbered from 0 in order, counting comment-only ones
+// (the YAML reader itself drops a document with no line at all between two
+// `---`), so an error's index points at the right document.
 func Load(name string, r io.Reader) ([]Document, error) {
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	var docs []Document
