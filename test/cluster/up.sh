@@ -407,7 +407,7 @@ spec:
 EOF
 
 # ---- Tekton Pipelines from its module's config/, with the local images
-TEKTON_CONFIG=$(cat "$TEKTON_BIN/config-dir")/config
+TEKTON_CONFIG=$(go mod download -json "github.com/tektoncd/pipeline@$TEKTON_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/config
 {
   for f in "$TEKTON_CONFIG"/100-namespace/*.yaml "$TEKTON_CONFIG"/*.yaml "$TEKTON_CONFIG"/300-crds/*.yaml; do
     case $(basename "$f") in events.yaml) continue ;; esac

@@ -430,7 +430,13 @@ func (c *kase) run(paths []string) (int, error) {
 			}
 			if prev != "" {
 				ra := list(byName[t.name], "runAfter")
-				byName[t.name]["runAfter"] = append(ra, prev)
+				dup := false
+				for _, r := range ra {
+					dup = dup || r == prev
+				}
+				if !dup {
+					byName[t.name]["runAfter"] = append(ra, prev)
+				}
 			}
 			prev = t.name
 		}
