@@ -16,7 +16,9 @@ const (
 	defaultStepCommand      = "/usr/local/bin/oci-transport-step"
 )
 
-func defaultStepImage() string { return "oci-transport-step:" + version }
+// defaultStepImage is the chart's default step image, tagged with this
+// binary's version (the chart's appVersion for a release build).
+func defaultStepImage() string { return "ghcr.io/tekton-oci-transport/oci-transport-step:" + version }
 
 // stringList is a repeatable flag.
 type stringList []string
