@@ -128,7 +128,7 @@ chmod 1777 "$r/ours/step/tmp"
 CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=$OUR_TAG" -o "$r/ours/webhook/usr/local/bin/webhook" ./cmd/webhook
 CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=$OUR_TAG" -o "$r/ours/step/usr/local/bin/oci-transport-step" ./cmd/oci-transport-step
 for d in webhook step; do mkdir -p "$r/ours/$d/etc/ssl/certs"; cp /etc/ssl/certs/ca-certificates.crt "$r/ours/$d/etc/ssl/certs/" 2>/dev/null || true; done
-"$D/bin/imgtool" -o "$D/webhook.tar" -root "$r/ours/webhook" -tag "$WEBHOOK_IMAGE" -user 65532 -- /usr/local/bin/webhook serve
+"$D/bin/imgtool" -o "$D/webhook.tar" -root "$r/ours/webhook" -tag "$WEBHOOK_IMAGE" -user 65532 -- /usr/local/bin/webhook
 "$D/bin/imgtool" -o "$D/step.tar" -root "$r/ours/step" -tag "$STEP_IMAGE" -- /usr/local/bin/oci-transport-step
 rm -rf "$r"
 ts "images built"
@@ -430,9 +430,9 @@ if [ "${WITH_CHART:-1}" = 1 ]; then
     --namespace $CHART_NS --create-namespace \
     --set zot.enabled=false --set registry.address=$REGISTRY_ADDRESS --set registry.plainHTTP=true \
     --set webhook.replicas=1 \
-    --set webhook.image.repository="${WEBHOOK_IMAGE%:*}" --set webhook.image.tag=$OUR_TAG --set webhook.image.pullPolicy=Never \
-    --set steps.image.repository="${STEP_IMAGE%:*}" --set steps.image.tag=$OUR_TAG \
-    --set test.image.repository=local.test/busybox --set test.image.tag=1 \
+    --set webhook.image.repository="${WEBHOOK_IMAGE%:*}" --set-string webhook.image.tag=$OUR_TAG --set webhook.image.pullPolicy=Never \
+    --set steps.image.repository="${STEP_IMAGE%:*}" --set-string steps.image.tag=$OUR_TAG \
+    --set test.image.repository=local.test/busybox --set-string test.image.tag=1 \
     --set webhook.logLevel=1 \
     --wait --timeout 180s >/dev/null
   # Ready means the webhook answers: its configuration carries a caBundle.

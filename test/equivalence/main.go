@@ -741,8 +741,14 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		}
 		if c.verbose {
 			for _, tr := range oci.taskRuns[t.name] {
-				for step, log := range tr.logs {
-					if strings.HasPrefix(step, "oci-transport-") {
+				var steps []string
+				for step := range tr.logs {
+					steps = append(steps, step)
+				}
+				sort.Strings(steps)
+				for _, step := range steps {
+					log := tr.logs[step]
+					if strings.HasPrefix(step, "oci-transport-pull") || strings.HasPrefix(step, "oci-transport-push") {
 						for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
 							fmt.Printf("      %s/%s: %s\n", t.name, step, l)
 						}
