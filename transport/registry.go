@@ -63,9 +63,19 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
-// DefaultDockerConfig is $DOCKER_CONFIG/config.json when it exists.
+// DefaultDockerConfig is $DOCKER_CONFIG/config.json when it exists, else
+// $HOME/.docker/config.json when it exists: Tekton's credential
+// initialization copies the ServiceAccount's docker secrets there (HOME is
+// /tekton/home in a step), so a step finds them without a flag.
 func DefaultDockerConfig() string {
+	var dirs []string
 	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		dirs = append(dirs, d)
+	}
+	if h := os.Getenv("HOME"); h != "" {
+		dirs = append(dirs, filepath.Join(h, ".docker"))
+	}
+	for _, d := range dirs {
 		p := filepath.Join(d, "config.json")
 		if _, err := os.Stat(p); err == nil {
 			return p

@@ -9,7 +9,7 @@
 //	oci-transport-step push [common flags] --repository REPO --tag TAG --task NAME --mount DIR=SUBPATH [--mount ...] --state STATEDIR
 //
 // Common flags: --registry HOST[:PORT], --plain-http, --ca-file FILE,
-// --docker-config FILE (default $DOCKER_CONFIG/config.json if present),
+// --docker-config FILE (default $DOCKER_CONFIG/config.json, else $HOME/.docker/config.json, if present),
 // --concurrency N, --retries N, --compression gzip|zstd|none,
 // --layer-size BYTES, --max-bytes BYTES, --max-entries N. Sizes accept
 // K, M, G (powers of 1000) and Ki, Mi, Gi suffixes.
