@@ -725,10 +725,27 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 					}
 				}
 			}
+			// after its own steps: what the ancestors left plus the task's
+			// own change on the PVC (comparing views, not deltas: a directory
+			// that a sibling happened to create first on the PVC is still the
+			// same directory). Matrix instances are compared as their union.
 			od := taskDelta(t, oci.taskRuns[t.name], w)
 			wrote += len(od.Set) + len(od.Deleted)
-			for _, l := range diffDeltas(pvcDelta[t.name][w], od) {
-				lines = append(lines, fmt.Sprintf("  own changes to %s: %s", w, strings.TrimSpace(l)))
+			after := state.clone()
+			after.apply(pvcDelta[t.name][w])
+			for _, b := range t.bindings {
+				if b.pipelineWS != w || len(oci.taskRuns[t.name]) == 0 {
+					continue
+				}
+				got := tree{}
+				for _, tr := range oci.taskRuns[t.name] {
+					for p, e := range views(tr.logs[stepAfter])[b.taskWS] {
+						got[p] = e
+					}
+				}
+				for _, l := range diffLines(after.view(b.subPath), got) {
+					lines = append(lines, fmt.Sprintf("  after its steps, through %s (subPath %q): %s", b.taskWS, b.subPath, strings.TrimSpace(l)))
+				}
 			}
 		}
 		verdict := "ok"

@@ -62,6 +62,14 @@ type delta struct {
 
 func (d delta) empty() bool { return len(d.Set) == 0 && len(d.Deleted) == 0 }
 
+func (t tree) clone() tree {
+	out := make(tree, len(t))
+	for p, e := range t {
+		out[p] = e
+	}
+	return out
+}
+
 // view returns the part of the workspace root that a binding with subPath sees.
 func (t tree) view(subPath string) tree {
 	sp := strings.Trim(path.Clean("/"+subPath), "/")
