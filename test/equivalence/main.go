@@ -734,7 +734,7 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 			after := state.clone()
 			after.apply(pvcDelta[t.name][w])
 			for _, b := range t.bindings {
-				if b.pipelineWS != w || len(oci.taskRuns[t.name]) == 0 {
+				if b.pipelineWS != w || len(oci.taskRuns[t.name]) == 0 || ps != os {
 					continue
 				}
 				got := tree{}
