@@ -396,7 +396,16 @@ spec:
         - {name: data, mountPath: /var/lib/registry}
       volumes:
       - {name: config, configMap: {name: registry}}
-      - {name: data, emptyDir: {}}
+      # on a claim, so artifacts survive the pod (the fault tests delete it)
+      - {name: data, persistentVolumeClaim: {claimName: registry-data}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: registry-data, namespace: $REGISTRY_NS}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: hostpath
+  resources: {requests: {storage: 10Gi}}
 ---
 apiVersion: v1
 kind: Service

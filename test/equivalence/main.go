@@ -78,6 +78,7 @@ func main() {
 		expectDiff bool
 		keep       bool
 		verbose    bool
+		fault      string
 	)
 	flag.Var(&fs, "f", "YAML file (repeatable): one PipelineRun, and the Pipelines and Tasks it names")
 	flag.StringVar(&name, "name", "", "case name (default: the first file's base name)")
@@ -85,6 +86,7 @@ func main() {
 	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
+	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC)")
 	flag.Parse()
 	if len(fs) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: equivalence -f run.yaml [-f pipeline.yaml ...]")
@@ -93,7 +95,7 @@ func main() {
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(fs[0]), filepath.Ext(fs[0]))
 	}
-	c := &kase{name: sanitize(name), timeout: timeout, keep: keep, verbose: verbose}
+	c := &kase{name: sanitize(name), timeout: timeout, keep: keep, verbose: verbose, fault: fault}
 	diffs, err := c.run(fs)
 	switch {
 	case err != nil:
@@ -126,6 +128,7 @@ type kase struct {
 	timeout time.Duration
 	keep    bool
 	verbose bool
+	fault   string
 	wall    map[string]time.Duration
 }
 
@@ -487,13 +490,32 @@ func (c *kase) run(paths []string) (int, error) {
 	results := map[string]*runResult{}
 	for _, kind := range []string{"pvc", "oci"} {
 		b, _ := json.Marshal(runs[kind])
+		if kind == "oci" && c.fault == "webhook-down" {
+			if err := scaleWebhook(0); err != nil {
+				return 0, err
+			}
+		}
 		start := time.Now()
 		if _, err := kc(b, "create", "-f", "-"); err != nil {
 			return 0, err
 		}
+		faultDone := make(chan string, 1)
+		if task, ok := strings.CutPrefix(c.fault, "registry-restart:"); ok && kind == "oci" {
+			go func() { faultDone <- c.restartRegistryWhen(task) }()
+		} else {
+			faultDone <- ""
+		}
 		rr, err := c.wait(kind)
 		if err != nil {
 			return 0, err
+		}
+		if msg := <-faultDone; msg != "" {
+			fmt.Println("  fault:", msg)
+		}
+		if kind == "oci" && c.fault == "webhook-down" {
+			if err := scaleWebhook(1); err != nil {
+				return 0, err
+			}
 		}
 		c.wall[kind] = time.Since(start)
 		if err := c.collect(rr); err != nil {
@@ -622,6 +644,32 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 
 	// converted at all?
 	anno := s(m(oci.obj, "metadata", "annotations"), convertedAnno)
+	if c.fault == "webhook-down" {
+		// failurePolicy Ignore: admitted unchanged, on its PVC, and it works
+		var pvcs struct{ Items []obj }
+		if err := kcJSON(&pvcs, "-n", c.ns, "get", "pvc"); err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, p := range pvcs.Items {
+			for _, ref := range list(m(p, "metadata"), "ownerReferences") {
+				if s(ref.(obj), "uid") == oci.uid {
+					n++
+				}
+			}
+		}
+		if anno != "" {
+			problem("the webhook was down but the run was converted")
+		}
+		if n == 0 {
+			problem("the unconverted run has no PVC")
+		}
+		if !strings.HasPrefix(oci.status, "True") {
+			problem("the unconverted labelled run did not succeed: %s", oci.status)
+		}
+		fmt.Printf("  webhook down: the labelled run was admitted unchanged (converted annotation %q), ran on %d PVC, ended %s\n", anno, n, oci.status)
+		return diffs, nil
+	}
 	if anno == "" {
 		problem("the labelled run was not converted: annotations %v", m(oci.obj, "metadata", "annotations"))
 	}
@@ -799,4 +847,61 @@ func statuses(trs []*taskRun) string {
 		return fmt.Sprintf("%dx %s", len(out), out[0])
 	}
 	return strings.Join(out, ",")
+}
+
+// ---- faults
+
+func scaleWebhook(n int) error {
+	ns := envOr("CHART_NS", "tekton-oci-transport")
+	if _, err := kc(nil, "-n", ns, "scale", "deployment", "tekton-oci-transport", fmt.Sprintf("--replicas=%d", n)); err != nil {
+		return err
+	}
+	if n > 0 {
+		_, err := kc(nil, "-n", ns, "rollout", "status", "deployment/tekton-oci-transport", "--timeout=120s")
+		return err
+	}
+	// wait until no webhook pod is left (the Service has no endpoint)
+	for i := 0; i < 60; i++ {
+		out, err := kc(nil, "-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=webhook", "-o", "name")
+		if err == nil && strings.TrimSpace(string(out)) == "" {
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
+	return errors.New("webhook pods still there after 60s")
+}
+
+// restartRegistryWhen deletes the registry pod as soon as a step of task's
+// TaskRun in the converted run is running (its push follows within seconds).
+func (c *kase) restartRegistryWhen(task string) string {
+	deadline := time.Now().Add(c.timeout)
+	for time.Now().Before(deadline) {
+		var trs struct{ Items []obj }
+		if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun=oci,tekton.dev/pipelineTask="+task); err == nil {
+			for _, tr := range trs.Items {
+				for _, st := range list(m(tr, "status"), "steps") {
+					if s(st.(obj), "name") == "work" && m(st, "running") != nil {
+						start := time.Now()
+						old, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o", "jsonpath={.items[*].metadata.name}")
+						if _, err := kc(nil, "-n", registryNS, "delete", "pod", "-l", "app=registry", "--wait=false"); err != nil {
+							return "deleting the registry pod: " + err.Error()
+						}
+						for time.Since(start) < 2*time.Minute {
+							out, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o",
+								`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+							for _, l := range strings.Split(string(out), "\n") {
+								if f := strings.Fields(l); len(f) == 2 && f[1] == "True" && !strings.Contains(string(old), f[0]) {
+									return fmt.Sprintf("registry pod %s deleted while %s ran; a new one was ready %s later", strings.TrimSpace(string(old)), task, time.Since(start).Round(100*time.Millisecond))
+								}
+							}
+							time.Sleep(200 * time.Millisecond)
+						}
+						return "registry not back after 2 minutes"
+					}
+				}
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return "task " + task + " never ran: no fault injected"
 }

@@ -5,7 +5,7 @@
 # the deletions case fail). Brings the test bed up and tears it down, unless
 # one is already running (then it is used and left up) or KEEP=1.
 #
-#   CASES="linear fan-in"  run only these cases
+#   CASES="linear fan-in"  run only these cases; FAULTS=0 skips the fault cases
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source test/cluster/lib.sh
@@ -55,6 +55,18 @@ neg=ok
 $CTR images import "$D/step.tar" >/dev/null
 summary+=("$(printf '%-18s %4ds  %s' "negative" $((SECONDS - s)) "$(grep -E '^(PASS|FAIL|ERROR)' "$D/logs/eq-negative.log" | head -1)")")
 [ $neg = ok ] || failed+=(negative)
+
+# Faults: the registry pod deleted while a run is in flight; the webhook down.
+if [ "${FAULTS:-1}" = 1 ]; then
+  for f in "registry-restart -fault registry-restart:during -v" "webhook-down -fault webhook-down"; do
+    set -- $f
+    n=$1; shift
+    s=$SECONDS
+    if "$D/bin/equivalence" -name "fault-$n" "$@" -f "test/equivalence/faults/$n.yaml" | tee "$D/logs/eq-fault-$n.log"; then :; else failed+=("fault-$n"); fi
+    retries=$(grep -c 'msg=retrying' "$D/logs/eq-fault-$n.log" || true)
+    summary+=("$(printf '%-18s %4ds  %s' "fault-$n" $((SECONDS - s)) "$(grep -E '^(PASS|FAIL|ERROR)' "$D/logs/eq-fault-$n.log" | head -1)$([ "$n" = registry-restart ] && echo " ($retries step retries logged)")")")
+  done
+fi
 
 echo
 echo "== equivalence summary (bring-up ${bringup}s$([ $started = 1 ] || echo ', cluster was already up'))"
