@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/testenv"
 )
 
 var registryAddr string
@@ -22,55 +19,21 @@ var registryAddr string
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		if bin := os.Getenv("REGISTRY_BIN"); bin != "" {
-			stop, addr, err := startRegistry(bin)
+			r, err := testenv.StartRegistry(bin, testenv.RegistryOptions{})
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "start registry:", err)
 				return 1
 			}
-			defer stop()
-			registryAddr = addr
+			defer r.Close()
+			registryAddr = r.Addr()
 		}
 		return m.Run()
 	}())
 }
 
-func startRegistry(bin string) (func(), string, error) {
-	dir, err := os.MkdirTemp("", "oci-transport-step-registry-")
-	if err != nil {
-		return nil, "", err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, "", err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", dir, addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
-		return nil, "", err
-	}
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.RemoveAll(dir) }
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			return stop, addr, nil
-		}
-	}
-	stop()
-	return nil, "", fmt.Errorf("registry did not start on %s", addr)
-}
-
 func needRegistry(t *testing.T) {
-	if registryAddr == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("REGISTRY_BIN is not set but CI is: run the tests through `make test`")
-		}
-		t.Skip("REGISTRY_BIN is not set: skipping the test against a real registry (run `make test`)")
-	}
+	t.Helper()
+	testenv.Require(t, "REGISTRY_BIN", "the CLI contract tests run against a real registry")
 }
 
 func step(t *testing.T, args ...string) (int, string) {

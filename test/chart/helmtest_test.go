@@ -3,18 +3,15 @@ package chart
 import (
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/bcrypt"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -98,42 +95,26 @@ func runHelmTestPod(t *testing.T, v variant) {
 func startRegistry(t *testing.T, auth bool) (string, []byte) {
 	t.Helper()
 	bin := requireEnv(t, "REGISTRY_BIN", "the helm test pod is run against a real registry")
-	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	o := testenv.RegistryOptions{Dir: t.TempDir()}
+	if auth {
+		o.Auth = &testenv.Credentials{Username: "tekton", Password: "s3cret"}
+	}
+	reg, err := testenv.StartRegistry(bin, o)
+	require.NoError(t, err, "registry did not start")
+	t.Cleanup(func() {
+		reg.Close()
+		if t.Failed() {
+			t.Logf("registry logs:\n%s", reg.Logs())
+		}
+	})
 	var dockerConfig []byte
 	if auth {
-		hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("tekton:"+string(hash)+"\n"), 0o600))
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: test\n    path: %s\n", filepath.Join(dir, "htpasswd"))
 		dockerConfig, err = json.Marshal(map[string]any{"auths": map[string]any{
-			addr: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("tekton:s3cret"))},
+			reg.Addr(): map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("tekton:s3cret"))},
 		}})
 		require.NoError(t, err)
 	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644))
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("registry logs:\n%s", logs.String())
-		}
-	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		// 401 is up too, when it checks credentials.
-		return resp.StatusCode == http.StatusOK || (auth && resp.StatusCode == http.StatusUnauthorized)
-	}, 30*time.Second, 100*time.Millisecond, "registry did not start")
-	return addr, dockerConfig
+	return reg.Addr(), dockerConfig
 }
 
 // buildStep builds cmd/oci-transport-step into the test's temporary tree.

@@ -5,7 +5,7 @@
 // configuration against zot's keys, the webhook configuration against the
 // webhook's own, the plain manifests in deploy/, and a server-side dry-run of
 // everything. `make test` provides both binaries; without them the tests skip,
-// and under CI=true they fail.
+// and under CI they fail.
 //
 //	go test ./test/chart -update   # rewrite testdata/golden and deploy/manifests
 package chart
@@ -23,6 +23,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/testenv"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -62,20 +63,8 @@ var variants = []variant{
 }
 
 // requireEnv returns the environment variable, or skips the test with a
-// clear message (fails under CI=true, where nothing may be skipped silently).
-func requireEnv(t testing.TB, name, what string) string {
-	t.Helper()
-	v := os.Getenv(name)
-	if v != "" {
-		return v
-	}
-	msg := fmt.Sprintf("%s is not set: %s; run `make test`, which builds it (hack/tools.sh)", name, what)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+// clear message (fails under CI, where nothing may be skipped silently).
+var requireEnv = testenv.Require
 
 // helmEnv keeps helm away from the user's configuration and caches.
 var helmHome string

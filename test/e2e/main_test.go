@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/testenv"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve/resolvetest"
@@ -70,7 +71,7 @@ func run(m *testing.M) int {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		msg := "KUBEBUILDER_ASSETS is not set: the e2e tests need kube-apiserver and etcd; run `make test`, or set KUBEBUILDER_ASSETS=$(hack/tools.sh envtest)"
-		if os.Getenv("CI") == "true" {
+		if testenv.InCI() {
 			fmt.Fprintln(os.Stderr, "FAIL:", msg)
 			return 1
 		}
@@ -265,7 +266,7 @@ func waitTLS(addr string, timeout time.Duration) error {
 	return fmt.Errorf("%s not listening after %s", addr, timeout)
 }
 
-// need skips when the control plane is not available (never under CI=true,
+// need skips when the control plane is not available (never under CI,
 // where TestMain fails instead).
 func need(t *testing.T) {
 	t.Helper()
