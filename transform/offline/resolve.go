@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/params"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/substitution"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -24,8 +24,9 @@ var ErrNotFound = errors.New("not found among the supplied objects")
 //   - for the git and http resolvers, by the file name at the end of
 //     `pathInRepo` / `url`, matched to the base name of a supplied file.
 //
-// Resolver params are substituted with the run's params (and the pipeline's
-// defaults, for task refs) before matching and recorded in each Source.
+// Resolver params are substituted as Tekton does (package params: the run's
+// params, and the pipeline's defaults for task refs) before matching, and
+// recorded in each Source.
 //
 // It resolves all it can: the error joins every reference it could not
 // resolve, and the returned Resolved holds the rest (transform reports what
@@ -34,7 +35,7 @@ func Resolve(run *v1.PipelineRun, docs []Document) (transform.Resolved, error) {
 	var resolved transform.Resolved
 	spec := run.Spec.PipelineSpec
 	if ref := run.Spec.PipelineRef; ref != nil && spec == nil {
-		doc, src, err := find(docs, "Pipeline", ref.Name, ref.ResolverRef, runParams(run, nil))
+		doc, src, err := find(docs, "Pipeline", ref.Name, ref.ResolverRef, params.Replacements(run, nil))
 		if err != nil {
 			return resolved, fmt.Errorf("pipelineRef of PipelineRun %q: %w", run.Name, err)
 		}
@@ -45,7 +46,7 @@ func Resolve(run *v1.PipelineRun, docs []Document) (transform.Resolved, error) {
 	if spec == nil {
 		return resolved, nil
 	}
-	replacements := runParams(run, spec)
+	replacements := params.Replacements(run, spec)
 	var errs []error
 	for _, pt := range transform.TasksNeeded(run, spec) {
 		kind := string(pt.TaskRef.Kind)
@@ -66,36 +67,14 @@ func Resolve(run *v1.PipelineRun, docs []Document) (transform.Resolved, error) {
 	return resolved, errors.Join(errs...)
 }
 
-// runParams maps "params.<name>" to the run's string params, falling back to
-// the pipeline's defaults, as Tekton substitutes resolver params.
-func runParams(run *v1.PipelineRun, spec *v1.PipelineSpec) map[string]string {
-	m := map[string]string{}
-	if spec != nil {
-		for _, p := range spec.Params {
-			if p.Default != nil && p.Default.Type == v1.ParamTypeString {
-				m["params."+p.Name] = p.Default.StringVal
-			}
-		}
-	}
-	for _, p := range run.Spec.Params {
-		if p.Value.Type == v1.ParamTypeString {
-			m["params."+p.Name] = p.Value.StringVal
-		}
-	}
-	return m
-}
-
 func find(docs []Document, kind, name string, rr v1.ResolverRef, replacements map[string]string) (Document, transform.Source, error) {
 	src := transform.Source{Kind: kind, Name: name, Resolver: string(rr.Resolver)}
-	params := map[string]string{}
-	for _, p := range rr.Params {
-		if p.Value.Type == v1.ParamTypeString {
-			params[p.Name] = substitution.ApplyReplacements(p.Value.StringVal, replacements)
-		}
+	substituted, err := params.Substitute(rr.Params, replacements)
+	if err != nil {
+		return Document{}, src, err
 	}
-	if len(params) > 0 {
-		src.Params = params
-	}
+	src.Params = params.Map(substituted)
+	resolverParams := src.Params
 
 	var match func(Document) bool
 	var what string
@@ -104,13 +83,13 @@ func find(docs []Document, kind, name string, rr v1.ResolverRef, replacements ma
 		what = fmt.Sprintf("%s %q", kind, name)
 		match = func(d Document) bool { return objectName(d) == name }
 	case "cluster", "hub", "bundles":
-		src.Name = params["name"]
+		src.Name = resolverParams["name"]
 		what = fmt.Sprintf("%s %q (resolver %s)", kind, src.Name, rr.Resolver)
 		match = func(d Document) bool { return src.Name != "" && objectName(d) == src.Name }
 	case "git", "http":
-		loc := params["pathInRepo"]
+		loc := resolverParams["pathInRepo"]
 		if rr.Resolver == "http" {
-			loc = params["url"]
+			loc = resolverParams["url"]
 		}
 		base := path.Base(strings.TrimRight(loc, "/"))
 		what = fmt.Sprintf("%s in %q (resolver %s; supply a file named %s)", kind, loc, rr.Resolver, base)

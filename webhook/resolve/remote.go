@@ -9,6 +9,7 @@ import (
 
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/params"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
 	corev1 "k8s.io/api/core/v1"
@@ -32,8 +33,8 @@ const (
 // remote asks Tekton's resolver through a ResolutionRequest in namespace and
 // waits for its answer until ctx ends. The request is deleted afterwards: it
 // has no owner (the run does not exist yet), so nothing else would.
-func (r *Resolver) remote(ctx context.Context, namespace, resolver string, params v1.Params) (any, transform.Source, error) {
-	src := transform.Source{Resolver: resolver, Params: paramMap(params)}
+func (r *Resolver) remote(ctx context.Context, namespace, resolver string, resolverParams v1.Params) (any, transform.Source, error) {
+	src := transform.Source{Resolver: resolver, Params: params.Map(resolverParams)}
 	req := &resolutionv1beta1.ResolutionRequest{
 		ObjectMeta: metav1.ObjectMeta{
 			// A fresh name per admission: two replicas (or a reinvocation)
@@ -42,7 +43,7 @@ func (r *Resolver) remote(ctx context.Context, namespace, resolver string, param
 			Namespace:    namespace,
 			Labels:       map[string]string{LabelResolverType: resolver, LabelManagedBy: ManagedBy},
 		},
-		Spec: resolutionv1beta1.ResolutionRequestSpec{Params: params},
+		Spec: resolutionv1beta1.ResolutionRequestSpec{Params: resolverParams},
 	}
 	if err := r.Client.Create(ctx, req); err != nil {
 		if ctx.Err() != nil {

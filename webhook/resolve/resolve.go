@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/params"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -81,7 +82,7 @@ func (r *Resolver) Resolve(ctx context.Context, run *v1.PipelineRun, dryRun bool
 			return resolved, fail(ReasonUnsupported, "the run has neither pipelineRef nor pipelineSpec")
 		}
 		// A pipelineRef's resolver params may only use the run's params.
-		p, err := r.pipeline(ctx, run, ref, replacements(run, nil), dryRun)
+		p, err := r.pipeline(ctx, run, ref, params.Replacements(run, nil), dryRun)
 		if err != nil {
 			return resolved, err
 		}
@@ -93,7 +94,7 @@ func (r *Resolver) Resolve(ctx context.Context, run *v1.PipelineRun, dryRun bool
 	if len(needed) == 0 {
 		return resolved, nil
 	}
-	repl := replacements(run, spec)
+	repl := params.Replacements(run, spec)
 	resolved.Tasks = make(map[string]transform.ResolvedTask, len(needed))
 	// In parallel: one slow resolver should not add up with the others
 	// against the deadline. Errors are reported in pipeline order, so the
@@ -185,11 +186,11 @@ func (r *Resolver) one(ctx context.Context, run *v1.PipelineRun, kind, name stri
 		}
 		return use(obj, transform.Source{Kind: kind, Name: name})
 	}
-	params, err := substitute(rr.Params, repl)
+	substituted, err := params.Substitute(rr.Params, repl)
 	if err != nil {
 		return fail(ReasonUnsupported, "%s from resolver %q: %w", kind, resolver, err)
 	}
-	if ns, n, ok := sameNamespaceCluster(resolver, params, kind, run.Namespace); ok {
+	if ns, n, ok := sameNamespaceCluster(resolver, substituted, kind, run.Namespace); ok {
 		// The cluster resolver reading the run's own namespace is served from
 		// the cache. Other namespaces go through the real resolver, which
 		// enforces its allowed/blocked namespaces configuration.
@@ -197,12 +198,12 @@ func (r *Resolver) one(ctx context.Context, run *v1.PipelineRun, kind, name stri
 		if err != nil {
 			return err
 		}
-		return use(obj, transform.Source{Kind: kind, Name: n, Resolver: resolver, Params: paramMap(params)})
+		return use(obj, transform.Source{Kind: kind, Name: n, Resolver: resolver, Params: params.Map(substituted)})
 	}
 	if dryRun {
 		return fail(ReasonDryRun, "%s from resolver %q needs a ResolutionRequest, which a dry run must not create", kind, resolver)
 	}
-	obj, src, err := r.remote(ctx, run.Namespace, resolver, params)
+	obj, src, err := r.remote(ctx, run.Namespace, resolver, substituted)
 	if err != nil {
 		return err
 	}

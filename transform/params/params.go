@@ -1,4 +1,8 @@
-package resolve
+// Package params substitutes a PipelineRun's params (and its Pipeline's
+// defaults) into resolver params, the way Tekton does before it resolves a
+// reference. The webhook and the offline convert both use it, so a reference
+// resolves to the same thing in both.
+package params
 
 import (
 	"fmt"
@@ -12,10 +16,10 @@ import (
 // other (Tekton stops at the same depth).
 const maxDefaultDepth = 10
 
-// replacements returns Tekton's $(params...) replacements for the run's params
+// Replacements returns Tekton's $(params...) replacements for the run's params
 // and, when spec is given, the defaults of the pipeline params the run does
 // not set (a default may refer to other params).
-func replacements(run *v1.PipelineRun, spec *v1.PipelineSpec) map[string]string {
+func Replacements(run *v1.PipelineRun, spec *v1.PipelineSpec) map[string]string {
 	out := map[string]string{}
 	set := map[string]bool{}
 	add := func(name, value string) {
@@ -86,9 +90,9 @@ func keys(name string) []string {
 	return []string{"params." + name, fmt.Sprintf("params[%q]", name), fmt.Sprintf("params['%s']", name)}
 }
 
-// substitute applies replacements to resolver params and fails when a
+// Substitute applies replacements to resolver params and fails when a
 // reference is left that only exists at run time (context, task results).
-func substitute(params v1.Params, repl map[string]string) (v1.Params, error) {
+func Substitute(params v1.Params, repl map[string]string) (v1.Params, error) {
 	out := make(v1.Params, 0, len(params))
 	for _, p := range params {
 		p = *p.DeepCopy()
@@ -138,8 +142,8 @@ func unresolved(v v1.ParamValue) string {
 	return ""
 }
 
-// paramMap flattens params for transform.Source (arrays and objects as JSON-ish text).
-func paramMap(params v1.Params) map[string]string {
+// Map flattens params for transform.Source (arrays and objects as JSON-ish text).
+func Map(params v1.Params) map[string]string {
 	if len(params) == 0 {
 		return nil
 	}
