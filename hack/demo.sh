@@ -34,6 +34,7 @@ cleanup() {
   fi
   exit $rc
 }
+cluster_lock
 trap cleanup EXIT
 test/cluster/up.sh
 KUBECTL=$D/bin/kubectl

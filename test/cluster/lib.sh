@@ -29,3 +29,16 @@ STEP_IMAGE=local.test/tekton-oci-transport/oci-transport-step:$OUR_TAG
 t0=${t0:-$SECONDS}
 ts() { printf '[cluster %3ds] %s\n' "$((SECONDS - t0))" "$*" >&2; }
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# cluster_lock: one test bed per machine. make equivalence and make demo hold
+# this lock from bring-up to teardown, so two of them (two CI runs, a CI run
+# and a demo) wait for each other instead of fighting over ports, the bridge
+# and iptables. The node's processes never inherit the lock (up.sh closes fd 9).
+cluster_lock() {
+  mkdir -p "$CACHE_BASE"
+  exec 9>"$CACHE_BASE/cluster.lock"
+  if ! flock -n 9; then
+    echo "cluster: another test bed user holds $CACHE_BASE/cluster.lock; waiting (up to 60 min)" >&2
+    flock -w 3600 9
+  fi
+}

@@ -64,7 +64,7 @@ sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.conf.a
 
 start() { # start NAME CMD...: in the background, its pid in $D/NAME.pid
   local n=$1; shift
-  nohup "$@" > "$D/logs/$n.log" 2>&1 &
+  nohup "$@" > "$D/logs/$n.log" 2>&1 9>&- &
   echo $! > "$D/$n.pid"
 }
 wait_for() { # wait_for CMD [SECONDS]
