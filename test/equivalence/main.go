@@ -871,8 +871,9 @@ func scaleWebhook(n int) error {
 	return errors.New("webhook pods still there after 60s")
 }
 
-// restartRegistryWhen deletes the registry pod as soon as a step of task's
-// TaskRun in the converted run is running (its push follows within seconds).
+// restartRegistryWhen takes the registry down (its pod deleted) for 4 s as
+// soon as the step `work` of task's TaskRun in the converted run starts: its
+// push, a second later, meets no registry and must retry.
 func (c *kase) restartRegistryWhen(task string) string {
 	deadline := time.Now().Add(c.timeout)
 	for time.Now().Before(deadline) {
@@ -880,11 +881,19 @@ func (c *kase) restartRegistryWhen(task string) string {
 		if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun=oci,tekton.dev/pipelineTask="+task); err == nil {
 			for _, tr := range trs.Items {
 				for _, st := range list(m(tr, "status"), "steps") {
-					if s(st.(obj), "name") == "work" && m(st, "running") != nil {
+					// every step container of a pod "runs" from the start (the
+					// entrypoint holds it): the step before `work` ending is
+					// what says `work` runs, and its push comes next.
+					if s(st.(obj), "name") == stepBefore && m(st, "terminated") != nil {
 						start := time.Now()
 						old, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o", "jsonpath={.items[*].metadata.name}")
-						if _, err := kc(nil, "-n", registryNS, "delete", "pod", "-l", "app=registry", "--wait=false"); err != nil {
-							return "deleting the registry pod: " + err.Error()
+						// down for 4 s (scaled to zero: the pod is deleted), then back
+						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", "registry", "--replicas=0"); err != nil {
+							return "stopping the registry: " + err.Error()
+						}
+						time.Sleep(4 * time.Second)
+						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", "registry", "--replicas=1"); err != nil {
+							return "starting the registry: " + err.Error()
 						}
 						for time.Since(start) < 2*time.Minute {
 							out, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o",
