@@ -36,9 +36,11 @@ TEST_ENV = REGISTRY_BIN=$$($(TOOLS) registry)/registry ORAS_BIN=$$($(TOOLS) oras
 # The chart tests (test/chart) run the real helm, built once like the other tools.
 TEST_ENV += HELM_BIN=$$($(TOOLS) helm)/helm
 
-## test: everything CI runs (the README's command)
+## test: everything CI runs (the README's command); EQUIVALENCE=0 skips the real-cluster equivalence run
+EQUIVALENCE ?= 1
 test: lint
 	$(TEST_ENV) $(GO) test -race -count=1 ./...
+	@if [ "$(EQUIVALENCE)" = 1 ]; then $(MAKE) --no-print-directory equivalence; else echo "make test: equivalence skipped (EQUIVALENCE=0)"; fi
 
 ## manifests: re-render deploy/manifests from the chart with its defaults (make test fails on drift)
 .PHONY: manifests
