@@ -29,18 +29,7 @@ func Replacements(run *v1.PipelineRun, spec *v1.PipelineSpec) map[string]string 
 	}
 	for _, p := range run.Spec.Params {
 		set[p.Name] = true
-		switch p.Value.Type {
-		case v1.ParamTypeArray:
-			for i, v := range p.Value.ArrayVal {
-				for _, key := range keys(p.Name) {
-					out[fmt.Sprintf("%s[%d]", key, i)] = v
-				}
-			}
-		case v1.ParamTypeObject:
-			for k, v := range p.Value.ObjectVal {
-				out["params."+p.Name+"."+k] = v
-			}
-		default:
+		if !addStructured(out, p.Name, p.Value) {
 			add(p.Name, p.Value.StringVal)
 		}
 	}
@@ -52,18 +41,7 @@ func Replacements(run *v1.PipelineRun, spec *v1.PipelineSpec) map[string]string 
 		if set[p.Name] || p.Default == nil {
 			continue
 		}
-		switch p.Default.Type {
-		case v1.ParamTypeArray:
-			for i, v := range p.Default.ArrayVal {
-				for _, key := range keys(p.Name) {
-					out[fmt.Sprintf("%s[%d]", key, i)] = v
-				}
-			}
-		case v1.ParamTypeObject:
-			for k, v := range p.Default.ObjectVal {
-				out["params."+p.Name+"."+k] = v
-			}
-		default:
+		if !addStructured(out, p.Name, *p.Default) {
 			pending[p.Name] = p.Default.StringVal
 		}
 	}
@@ -83,6 +61,26 @@ func Replacements(run *v1.PipelineRun, spec *v1.PipelineSpec) map[string]string 
 		}
 	}
 	return out
+}
+
+// addStructured adds the replacements of an array or object value and
+// reports whether it did; a string value is left to the caller.
+func addStructured(out map[string]string, name string, v v1.ParamValue) bool {
+	switch v.Type {
+	case v1.ParamTypeArray:
+		for i, item := range v.ArrayVal {
+			for _, key := range keys(name) {
+				out[fmt.Sprintf("%s[%d]", key, i)] = item
+			}
+		}
+	case v1.ParamTypeObject:
+		for k, item := range v.ObjectVal {
+			out["params."+name+"."+k] = item
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // keys are the three spellings Tekton accepts for a param reference.

@@ -33,3 +33,20 @@ func TestSubstituteRefusesRunTimeReferences(t *testing.T) {
 	}, Replacements(&v1.PipelineRun{}, nil))
 	require.ErrorContains(t, err, "$(tasks.fetch.results.sha)")
 }
+
+func TestReplacementsOfArraysAndObjects(t *testing.T) {
+	run := &v1.PipelineRun{Spec: v1.PipelineRunSpec{Params: v1.Params{
+		{Name: "archs", Value: *v1.NewStructuredValues("amd64", "arm64")},
+		{Name: "img", Value: v1.ParamValue{Type: v1.ParamTypeObject, ObjectVal: map[string]string{"repo": "r"}}},
+	}}}
+	spec := &v1.PipelineSpec{Params: v1.ParamSpecs{
+		{Name: "tags", Default: v1.NewStructuredValues("a", "b")},
+		{Name: "archs", Default: v1.NewStructuredValues("ignored")},
+	}}
+	got := Replacements(run, spec)
+	require.Equal(t, "arm64", got["params.archs[1]"])
+	require.Equal(t, "arm64", got[`params["archs"][1]`])
+	require.Equal(t, "amd64", got["params.archs[0]"], "the run's value wins over the default")
+	require.Equal(t, "r", got["params.img.repo"])
+	require.Equal(t, "b", got["params.tags[1]"], "array defaults are used when the run does not set the param")
+}
