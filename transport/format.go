@@ -40,6 +40,10 @@ const (
 	AnnotationBase   = annotationPrefix + "base"
 	// AnnotationDeletions is the number of deleted paths (the paths are in the config).
 	AnnotationDeletions = annotationPrefix + "deletions"
+	// AnnotationViews is a JSON list of the producer's views (subPaths
+	// resolved through the workspace's symlinks): a puller skips a delta
+	// none of whose views overlaps its own.
+	AnnotationViews = annotationPrefix + "views"
 
 	maxManifestBytes = 4 << 20
 	maxConfigBytes   = 64 << 20
@@ -49,15 +53,60 @@ const (
 type deltaConfig struct {
 	Version   int      `json:"version"`
 	Deletions []string `json:"deletions"`
+	// Symlinks are the symlinks the delta writes (path -> target): a puller
+	// resolves its subPaths through them before extracting anything, as the
+	// kubelet resolves a subPath on a PVC.
+	Symlinks map[string]string `json:"symlinks,omitempty"`
 }
 
-func encodeConfig(deletions []string) []byte {
+func encodeConfig(deletions []string, changed []record) ([]byte, error) {
 	if deletions == nil {
 		deletions = []string{}
 	}
-	b, _ := json.Marshal(deltaConfig{Version: 1, Deletions: deletions})
-	return b
+	c := deltaConfig{Version: 1, Deletions: deletions}
+	for i := range changed {
+		if changed[i].typ == typeSymlink {
+			if c.Symlinks == nil {
+				c.Symlinks = map[string]string{}
+			}
+			c.Symlinks[changed[i].path] = changed[i].link
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxConfigBytes {
+		return nil, fmt.Errorf("delta config of %d bytes is over the %d limit (%d deletions, %d symlinks)", len(b), maxConfigBytes, len(c.Deletions), len(c.Symlinks))
+	}
+	return b, nil
 }
+
+func encodeViews(ms []*mount) string {
+	views := make([]string, 0, len(ms))
+	for _, m := range ms {
+		views = append(views, m.view)
+	}
+	b, _ := json.Marshal(views)
+	return string(b)
+}
+
+// PAX records of our own (VENDOR.keyword, as the PAX format asks).
+var (
+	// paxFiller marks a directory the push made up as the ancestor of an
+	// entry above its views: its mode and times mean nothing. (A marker,
+	// not mtime 0: reproducible builds set real directories to mtime 0.)
+	paxFiller = map[string]string{paxFillerKey: "1"}
+	// paxLinked marks a file that has other names (hard links) later in
+	// the layer: a puller that does not see this name keeps its data for
+	// them.
+	paxLinked = map[string]string{paxLinkedKey: "1"}
+)
+
+const (
+	paxFillerKey = "TEKTON-OCI-TRANSPORT.filler"
+	paxLinkedKey = "TEKTON-OCI-TRANSPORT.linked"
+)
 
 var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 
@@ -82,8 +131,6 @@ func checkRelPath(p string) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("empty path")
-	case len(p) > 4096:
-		return fmt.Errorf("path too long")
 	case strings.HasPrefix(p, "/"):
 		return fmt.Errorf("absolute path")
 	case strings.ContainsRune(p, 0):

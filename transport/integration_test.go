@@ -216,13 +216,26 @@ func names(t *testing.T, dir string) []string {
 func TestMissingTagAndRepository(t *testing.T) {
 	e := newEnv(t)
 	dir, st := t.TempDir(), t.TempDir()
-	// the repository does not exist yet: nothing to pull, not an error
-	r := e.pull([]string{"never"}, st, Mount{Dir: dir})
+	pull := func(from, optional []string) (*PullResult, error) {
+		return Pull(context.Background(), PullOptions{Options: e.reg.opts(t, e.repo), From: from, Optional: optional,
+			Mounts: []Mount{{Dir: dir}}, StateDir: st})
+	}
+	// the repository does not exist yet: nothing to pull from an optional
+	// producer (skipped by when), an error for one that must have pushed
+	r, err := pull([]string{"never"}, []string{"never"})
+	require.NoError(t, err)
 	require.Equal(t, []string{"never"}, r.Skipped)
+	_, err = pull([]string{"never"}, nil)
+	require.Equal(t, ExitMissing, ExitCode(err), err)
+	require.ErrorContains(t, err, "never is missing from")
+
 	e.task("present", nil, func(d string) { writeFile(t, filepath.Join(d, "f"), "f", 0o644) })
-	r = e.pull([]string{"skipped-by-when", "present"}, t.TempDir(), Mount{Dir: dir})
+	r, err = pull([]string{"skipped-by-when", "present"}, []string{"skipped-by-when"})
+	require.NoError(t, err)
 	require.Equal(t, []string{"skipped-by-when"}, r.Skipped)
 	require.Equal(t, []string{"present"}, r.Applied)
+	_, err = pull([]string{"lost", "present"}, nil)
+	require.Equal(t, ExitMissing, ExitCode(err), err)
 }
 
 func TestMatrixInstances(t *testing.T) {

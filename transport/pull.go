@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,12 +26,29 @@ type PullOptions struct {
 	Mounts   []Mount
 	StateDir string
 	Limits   Limits
+	// Optional are producers Tekton may legitimately not have run to
+	// success (a when on them or their ancestors, a matrix, onError:
+	// continue): no artifact from them is no error.
+	Optional []string
+	// Status is Tekton's own word on producers (finally tasks get
+	// $(tasks.<name>.status)): Succeeded means its artifact must exist,
+	// anything else that it may not. It overrides Optional.
+	Status map[string]string
+}
+
+// required reports whether a producer's artifact must exist.
+func (o *PullOptions) required(task string) bool {
+	if st, ok := o.Status[task]; ok {
+		return st == "Succeeded"
+	}
+	return !slices.Contains(o.Optional, task)
 }
 
 // PullResult summarises a pull.
 type PullResult struct {
 	Applied   []string // tags applied, in order
 	Skipped   []string // producers with no tag
+	Unrelated []string // tags whose producer's views do not overlap ours
 	Files     int64
 	Bytes     int64
 	Conflicts int
@@ -42,6 +60,7 @@ type delta struct {
 	m      *ocispec.Manifest
 	base   map[string]bool
 	config deltaConfig
+	views  []string // the producer's views; nil = unknown (all)
 }
 
 const maxConflictLines = 50
@@ -68,6 +87,7 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 	res := &PullResult{}
 	t0 := time.Now()
 	var deltas []*delta
+	touched := map[string]bool{}
 	if len(o.From) > 0 {
 		c, err := newClient(&o.Options)
 		if err != nil {
@@ -77,36 +97,25 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		sort.Strings(tags)
-		seenFrom := map[string]bool{}
-		for _, t := range o.From {
-			if seenFrom[t] {
-				continue
-			}
-			seenFrom[t] = true
-			var matched []string
-			for _, tag := range tags {
-				if tag == t || strings.HasPrefix(tag, t+".") {
-					matched = append(matched, tag)
-				}
-			}
-			if len(matched) == 0 {
-				log.Info("pull: no artifact (task skipped or pushed nothing)", "task", t)
-				res.Skipped = append(res.Skipped, t)
-			}
-			sort.Slice(matched, func(i, j int) bool { // the bare tag first, then instances
-				if (matched[i] == t) != (matched[j] == t) {
-					return matched[i] == t
-				}
-				return matched[i] < matched[j]
-			})
-			for _, tag := range matched {
-				deltas = append(deltas, &delta{tag: tag})
-			}
+		deltas, err = o.selectDeltas(tags, res)
+		if err != nil {
+			return nil, err
 		}
 		log.Info("pull: tags", "repository", o.Repository, "tags", len(tags), "deltas", len(deltas), "seconds", secs(time.Since(t0)))
 		if err := fetchDeltas(ctx, c, deltas, o.Concurrency); err != nil {
 			return nil, err
+		}
+		if err := resolveViews(mounts, deltas); err != nil {
+			return nil, err
+		}
+		var apply []*delta
+		for _, d := range deltas {
+			if d.reaches(mounts) {
+				apply = append(apply, d)
+				continue
+			}
+			res.Unrelated = append(res.Unrelated, d.tag)
+			log.Info("pull: not applied (its views do not overlap this task's)", "tag", d.tag, "views", d.views)
 		}
 		ex, err := newExtractor(mounts, o.Limits)
 		if err != nil {
@@ -114,33 +123,133 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 		}
 		defer ex.close()
 		t1 := time.Now()
-		if err := applyDeltas(ctx, c, ex, deltas, res, o.Concurrency, log); err != nil {
+		ct, err := applyDeltas(ctx, c, ex, apply, res, o.Concurrency, log)
+		if err != nil {
 			return nil, err
 		}
 		if err := ex.finish(); err != nil {
 			return nil, err
 		}
+		for p := range ct.written {
+			touched[p] = true
+		}
 		res.Files, res.Bytes = ex.files.Load(), ex.bytes.Load()
 		el := time.Since(t1)
-		log.Info("pull: extract", "deltas", len(deltas), "files", res.Files, "bytes", res.Bytes,
+		log.Info("pull: extract", "deltas", len(apply), "files", res.Files, "bytes", res.Bytes,
 			"conflicts", res.Conflicts, "seconds", secs(el), "MB/s", mbps(res.Bytes, el))
 	}
+	// The baseline is the ancestors' state: what the deltas wrote, as it
+	// now is on disk. Whatever else the directory holds (a sidecar's files,
+	// the directory the kubelet made for a subPath) the push stores as this
+	// task's change, as a PVC would keep it.
 	t2 := time.Now()
-	recs, err := scanMounts(mounts, false)
+	recs, err := scanMounts(mounts, false, nil)
 	if err != nil {
 		return nil, err
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		if touched[r.path] {
+			kept = append(kept, r)
+		}
 	}
 	applied := make([]string, 0, len(deltas))
 	for _, d := range deltas {
 		applied = append(applied, d.desc.Digest.String())
 		res.Applied = append(res.Applied, d.tag)
 	}
-	if err := writeBaseline(o.StateDir, applied, recs); err != nil {
+	if err := writeBaseline(o.StateDir, applied, mounts, kept); err != nil {
 		return nil, fmt.Errorf("state %s: %w", o.StateDir, err)
 	}
-	log.Info("pull: baseline", "entries", len(recs), "seconds", secs(time.Since(t2)),
+	log.Info("pull: baseline", "entries", len(kept), "seconds", secs(time.Since(t2)),
 		"total_seconds", secs(time.Since(t0)), "MB/s", mbps(res.Bytes, time.Since(t0)))
 	return res, nil
+}
+
+// selectDeltas picks, for each producer in order, its tag and then its
+// matrix instances' tags (sorted), and fails when a producer whose
+// artifact must exist has none.
+func (o *PullOptions) selectDeltas(tags []string, res *PullResult) ([]*delta, error) {
+	sort.Strings(tags)
+	var deltas []*delta
+	var missing []string
+	seen := map[string]bool{}
+	for _, t := range o.From {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		var matched []string
+		for _, tag := range tags {
+			if tag == t || strings.HasPrefix(tag, t+".") {
+				matched = append(matched, tag)
+			}
+		}
+		if len(matched) == 0 {
+			if o.required(t) {
+				missing = append(missing, t)
+				continue
+			}
+			o.Log.Info("pull: no artifact (the task was skipped, or did not run to its push)", "task", t)
+			res.Skipped = append(res.Skipped, t)
+		}
+		sort.Slice(matched, func(i, j int) bool { // the bare tag first, then instances
+			if (matched[i] == t) != (matched[j] == t) {
+				return matched[i] == t
+			}
+			return matched[i] < matched[j]
+		})
+		for _, tag := range matched {
+			deltas = append(deltas, &delta{tag: tag})
+		}
+	}
+	if len(missing) > 0 {
+		return nil, &MissingError{Repository: o.Registry + "/" + o.Repository, Tasks: missing}
+	}
+	return deltas, nil
+}
+
+// resolveViews resolves every mount's subPath through the symlinks the
+// deltas leave in the workspace, in order (a later delta's deletion or
+// type change removes an earlier symlink), and re-marks covered mounts.
+func resolveViews(mounts []*mount, deltas []*delta) error {
+	links := map[string]string{}
+	for _, d := range deltas {
+		for _, del := range d.config.Deletions {
+			for p := range links {
+				if under(p, del) {
+					delete(links, p)
+				}
+			}
+		}
+		for p, t := range d.config.Symlinks {
+			links[p] = t
+		}
+	}
+	for _, m := range mounts {
+		v, err := resolveView(m.SubPath, links)
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", m.Dir, err)
+		}
+		m.view = v
+	}
+	markCovered(mounts)
+	return nil
+}
+
+// reaches reports whether any of the producer's views overlaps a mount's.
+func (d *delta) reaches(mounts []*mount) bool {
+	if d.views == nil {
+		return true
+	}
+	for _, v := range d.views {
+		for _, m := range mounts {
+			if viewsOverlap(v, m.view) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func fetchDeltas(ctx context.Context, c *client, deltas []*delta, conc int) error {
@@ -195,6 +304,24 @@ func fetchDelta(ctx context.Context, c *client, d *delta) error {
 			return refuse(p, "deleted path in %s: %v", d.tag, err)
 		}
 	}
+	for p, target := range d.config.Symlinks {
+		if err := checkRelPath(p); err != nil {
+			return refuse(p, "symlink in %s: %v", d.tag, err)
+		}
+		if target == "" || strings.ContainsRune(target, 0) {
+			return refuse(p, "symlink in %s has an empty target or a NUL byte", d.tag)
+		}
+	}
+	if v, ok := m.Annotations[AnnotationViews]; ok {
+		if err := jsonUnmarshal([]byte(v), &d.views); err != nil || d.views == nil {
+			return refuse(d.tag, "annotation %s is not a JSON list of views: %q", AnnotationViews, v)
+		}
+		for _, p := range d.views {
+			if p != "" && checkRelPath(p) != nil {
+				return refuse(d.tag, "annotation %s holds an invalid view %q", AnnotationViews, p)
+			}
+		}
+	}
 	d.base = map[string]bool{}
 	if b := m.Annotations[AnnotationBase]; b != "" {
 		for _, x := range strings.Split(b, ",") {
@@ -225,10 +352,11 @@ func (ct *conflictTracker) conflict(p string, i, j int, what string) {
 	}
 }
 
+// applyDeltas applies the deltas in order and returns what wrote each path.
 func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta, res *PullResult, conc int, log interface {
 	Warn(string, ...any)
 	Info(string, ...any)
-}) error {
+}) (*conflictTracker, error) {
 	ct := &conflictTracker{written: map[string]writer{}, deltas: deltas, log: log}
 	for j, d := range deltas {
 		// deletions first
@@ -240,7 +368,7 @@ func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta,
 				}
 			}
 			if err := ex.remove(p); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		onEntry := func(li int) entryFunc {
@@ -282,7 +410,7 @@ func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta,
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
-			return err
+			return nil, err
 		}
 		log.Info("pull: applied", "tag", d.tag, "layers", len(d.m.Layers), "deletions", len(d.config.Deletions),
 			"files", d.m.Annotations[AnnotationFiles], "downloaded", dl.Load(), "seconds", secs(time.Since(t)))
@@ -291,7 +419,7 @@ func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta,
 	if ct.count > maxConflictLines {
 		log.Warn("pull: more conflicts not shown", "count", ct.count-maxConflictLines)
 	}
-	return nil
+	return ct, nil
 }
 
 // remove applies a deletion to every mount.
@@ -300,7 +428,7 @@ func (ex *extractor) remove(p string) error {
 		root := ex.roots[mi]
 		local, ok := m.local(p)
 		if !ok {
-			if under(m.SubPath, p) { // the whole view was deleted: empty it
+			if under(m.view, p) { // the whole view was deleted: empty it
 				if err := emptyRoot(root); err != nil {
 					return err
 				}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,28 +95,27 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	cur, err := scanMounts(mounts, true)
+	base.applyViews(mounts)
+	var skipped scanned
+	cur, err := scanMounts(mounts, true, &skipped)
 	if err != nil {
 		return nil, err
 	}
-	changed, deleted := diff(base.records, cur)
-	for i := range changed {
-		if changed[i].typ == typeSymlink {
-			if err := checkLinkTarget(changed[i].path, changed[i].link, mountsFor(mounts, changed[i].path)); err != nil {
-				return nil, err
-			}
-		}
-	}
+	changed, deleted := diff(base.visibleTo(mounts), cur)
+	linkGroups := groupHardLinks(changed)
 	var files int
 	var raw int64
 	for i := range changed {
-		if changed[i].typ == typeFile {
+		if changed[i].typ == typeFile && changed[i].linkTo == "" {
 			files++
 			raw += changed[i].size
 		}
 	}
+	if skipped.sockets > 0 {
+		log.Warn("push: sockets are not stored (a socket is dead once its process exits)", "count", skipped.sockets, "first", skipped.firstSocket)
+	}
 	log.Info("push: scan", "entries", len(cur), "changed", len(changed), "files", files, "bytes", raw,
-		"deleted", len(deleted), "seconds", secs(time.Since(t0)))
+		"deleted", len(deleted), "hardlinked", linkGroups, "seconds", secs(time.Since(t0)))
 
 	// pack, compress, upload
 	t1 := time.Now()
@@ -202,7 +200,10 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 
 	// config + manifest
 	t2 := time.Now()
-	cfg := encodeConfig(deleted)
+	cfg, err := encodeConfig(deleted, changed)
+	if err != nil {
+		return nil, err
+	}
 	cfgDesc := ocispec.Descriptor{MediaType: ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
 	if _, err := c.pushBlob(ctx, cfgDesc, func() io.Reader { return bytes.NewReader(cfg) }); err != nil {
 		return nil, err
@@ -221,6 +222,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	if len(base.applied) > 0 {
 		ann[AnnotationBase] = strings.Join(base.applied, ",")
 	}
+	ann[AnnotationViews] = encodeViews(mounts)
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
@@ -250,7 +252,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 
 // scanMounts scans every mount not covered by another and merges the
 // records (first mount wins on overlap), sorted by path.
-func scanMounts(mounts []*mount, withSrc bool) ([]record, error) {
+func scanMounts(mounts []*mount, forPush bool, sk *scanned) ([]record, error) {
 	var all []record
 	seen := map[string]bool{}
 	n := 0
@@ -263,7 +265,7 @@ func scanMounts(mounts []*mount, withSrc bool) ([]record, error) {
 		if m.covered {
 			continue
 		}
-		recs, err := scanMount(m.abs, m.SubPath, withSrc)
+		recs, err := scanMount(m.abs, m.view, forPush, sk)
 		if err != nil {
 			return nil, err
 		}
@@ -285,6 +287,32 @@ func scanMounts(mounts []*mount, withSrc bool) ([]record, error) {
 	return all, nil
 }
 
+// groupHardLinks marks, among the changed files, every name of a file that
+// has several (same device and inode) but the first as a link to the first,
+// so the delta stores the data once and the puller links the names again.
+// A file's names change together: adding or removing a name, or writing
+// through one, changes the ctime that every name shows. It returns how many
+// names became links.
+func groupHardLinks(changed []record) int {
+	type key struct{ dev, ino uint64 }
+	first := map[key]string{}
+	n := 0
+	for i := range changed {
+		r := &changed[i]
+		if r.typ != typeFile || r.nlink < 2 {
+			continue
+		}
+		k := key{r.dev, r.ino}
+		if p, ok := first[k]; ok {
+			r.linkTo = p
+			n++
+			continue
+		}
+		first[k] = r.path
+	}
+	return n
+}
+
 // pathLess orders paths so that a directory comes right before its
 // children ("a", "a/b", "a.txt").
 func pathLess(a, b string) bool {
@@ -304,25 +332,19 @@ func pathLess(a, b string) bool {
 	return len(a) < len(b)
 }
 
-func mountsFor(mounts []*mount, p string) []*mount {
-	var out []*mount
-	for _, m := range mounts {
-		if _, ok := m.local(p); ok {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // maxLayerEntries also cuts layers, so that many small files are read,
 // compressed and written on several cores too.
 const maxLayerEntries = 4096
 
 // planLayers splits the changed entries into layers of about size bytes,
 // deterministically, so an unchanged part of a re-push yields the same blob.
+// A hard link goes into the layer of the file it names (after it), since a
+// tar link can only name an entry of its own archive.
 func planLayers(changed []record, size int64) []layerPlan {
 	var plans []layerPlan
 	var cur layerPlan
+	layerOf := map[string]int{} // files with other names -> their layer
+	var links []record
 	flush := func() {
 		if len(cur.entries) > 0 {
 			cur.title = layerTitle(len(plans))
@@ -331,9 +353,16 @@ func planLayers(changed []record, size int64) []layerPlan {
 		}
 	}
 	for _, r := range changed {
+		if r.linkTo != "" {
+			links = append(links, r)
+			continue
+		}
 		n := r.size + 1024
 		if cur.bytes > 0 && n >= size/2 {
 			flush()
+		}
+		if r.nlink > 1 {
+			layerOf[r.path] = len(plans)
 		}
 		cur.entries = append(cur.entries, r)
 		cur.bytes += n
@@ -342,6 +371,10 @@ func planLayers(changed []record, size int64) []layerPlan {
 		}
 	}
 	flush()
+	for _, r := range links {
+		i := layerOf[r.linkTo]
+		plans[i].entries = append(plans[i].entries, r)
+	}
 	return plans
 }
 
@@ -382,9 +415,13 @@ func writeTar(w io.Writer, pl layerPlan) error {
 			}
 			d := r.path[:j]
 			emitted[d] = true
-			h := &tar.Header{Typeflag: tar.TypeDir, Name: pl.title + "/" + d + "/", Mode: 0o755, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+			h := &tar.Header{Typeflag: tar.TypeDir, Name: pl.title + "/" + d + "/", Format: tar.FormatPAX}
 			if a := pl.dirs[d]; a != nil {
 				h.Mode, h.Uid, h.Gid, h.ModTime = int64(a.mode), int(a.uid), int(a.gid), time.Unix(0, a.mtime)
+			} else {
+				// above this task's views: the puller creates it if missing
+				// and never applies this made-up metadata
+				h.Mode, h.ModTime, h.PAXRecords = 0o755, time.Unix(0, 0), paxFiller
 			}
 			if err := tw.WriteHeader(h); err != nil {
 				return err
@@ -408,15 +445,27 @@ func writeTar(w io.Writer, pl layerPlan) error {
 		case typeSymlink:
 			h.Typeflag = tar.TypeSymlink
 			h.Linkname = r.link
+		case typeFifo:
+			h.Typeflag = tar.TypeFifo
 		case typeFile:
-			h.Typeflag = tar.TypeReg
-			h.Size = r.size
+			switch {
+			case r.linkTo != "":
+				h.Typeflag = tar.TypeLink
+				h.Linkname = pl.title + "/" + r.linkTo
+			case r.nlink > 1:
+				h.Typeflag = tar.TypeReg
+				h.Size = r.size
+				h.PAXRecords = paxLinked
+			default:
+				h.Typeflag = tar.TypeReg
+				h.Size = r.size
+			}
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return fmt.Errorf("%s: %w", r.path, err)
 		}
-		if r.typ == typeFile && r.size > 0 {
-			f, err := os.Open(r.src)
+		if h.Typeflag == tar.TypeReg && r.size > 0 {
+			f, err := openLong(r.src)
 			if err != nil {
 				return fmt.Errorf("read %s: %w", r.path, err)
 			}

@@ -161,6 +161,10 @@ func retryable(err error) bool {
 	if errors.As(err, &cve) || errors.As(err, &uae) || errors.As(err, &hne) || errors.As(err, &cie) {
 		return false // TLS trust is not going to fix itself
 	}
+	var pg *pageGoneError
+	if errors.As(err, &pg) {
+		return true
+	}
 	var er *errcode.ErrorResponse
 	if errors.As(err, &er) {
 		return er.StatusCode >= 500 || er.StatusCode == 429 || er.StatusCode == 408
@@ -234,25 +238,51 @@ func (c *client) pushBlob(ctx context.Context, desc ocispec.Descriptor, open fun
 // testHookBlobPushed is called after each blob push (tests only).
 var testHookBlobPushed func()
 
+// testHookTagPage is called after each page of a tag listing (tests only).
+var testHookTagPage func(page int)
+
 // listTags returns all tags of the repository; a repository that does not
-// exist yet has none.
+// exist yet has none. Only a 404 on the first page means that: zot answers
+// 404 for `?last=<a tag deleted meanwhile>`, and a list cut short there
+// would look like producers that never pushed, so the listing starts over.
 func (c *client) listTags(ctx context.Context) ([]string, error) {
 	var tags []string
 	err := c.withRetry(ctx, "list tags of "+c.opts.Repository, func() error {
 		tags = tags[:0]
+		pages := 0
 		err := c.repo.Tags(ctx, "", func(t []string) error {
+			pages++
 			tags = append(tags, t...)
+			if testHookTagPage != nil {
+				testHookTagPage(pages)
+			}
 			return nil
 		})
 		var er *errcode.ErrorResponse
-		if errors.As(err, &er) && er.StatusCode == http.StatusNotFound || errors.Is(err, errdef.ErrNotFound) {
+		notFound := errors.As(err, &er) && er.StatusCode == http.StatusNotFound || errors.Is(err, errdef.ErrNotFound)
+		switch {
+		case notFound && pages == 0:
 			tags = nil
 			return nil
+		case notFound:
+			return &pageGoneError{page: pages + 1, err: err}
 		}
 		return err
 	})
 	return tags, err
 }
+
+// pageGoneError is a 404 in the middle of a tag listing: retried from the
+// first page.
+type pageGoneError struct {
+	page int
+	err  error
+}
+
+func (e *pageGoneError) Error() string {
+	return fmt.Sprintf("tag list page %d vanished (a tag was deleted while listing): %v", e.page, e.err)
+}
+func (e *pageGoneError) Unwrap() error { return e.err }
 
 // fetchManifest fetches and verifies the manifest a tag points to.
 func (c *client) fetchManifest(ctx context.Context, tag string) (ocispec.Descriptor, *ocispec.Manifest, error) {

@@ -21,6 +21,7 @@ const (
 	typeFile    = 'f'
 	typeDir     = 'd'
 	typeSymlink = 'l'
+	typeFifo    = 'p'
 )
 
 // record is what the baseline keeps of one path, and what push compares.
@@ -36,6 +37,11 @@ type record struct {
 	link  string
 	src   string // local file to read (push only, not persisted)
 	seen  bool   // diff: still present
+	// hard links (push only, not persisted): files with nlink > 1 that
+	// share dev and ino are one file with several names.
+	dev, ino uint64
+	nlink    uint32
+	linkTo   string // push: an earlier name of the same file in this delta
 }
 
 func (r *record) same(o *record) bool {
@@ -72,28 +78,48 @@ func fileMode(tm int64) fs.FileMode {
 	return m
 }
 
+// scanned is what a scan skipped: entries a workspace may hold that are not
+// stored (sockets: a socket is dead once its process exits).
+type scanned struct {
+	mu          sync.Mutex
+	sockets     int
+	firstSocket string
+}
+
+func (s *scanned) socket(p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sockets == 0 {
+		s.firstSocket = p
+	}
+	s.sockets++
+}
+
 // scanMount walks a mount and returns its records in walk order (parents
-// before children, names sorted), with paths prefixed by the subPath. The
-// mount root itself is included when sub is not the workspace root.
-// Directories are read in parallel.
-func scanMount(dir, sub string, withSrc bool) ([]record, error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
+// before children, names sorted), with paths prefixed by the view. The
+// mount root itself is included when the view is not the workspace root.
+// Directories are read in parallel, each through a descriptor opened from
+// its parent's (openat), so no path is ever longer than one name: trees
+// deeper than PATH_MAX scan like any other. forPush refuses what a delta
+// cannot hold (devices); otherwise such entries are left out.
+func scanMount(dir, view string, forPush bool, sk *scanned) ([]record, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return nil, fmt.Errorf("mount %s is not a directory", dir)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	var out []record
-	if sub != "" {
-		r, err := statRecord(dir, sub, &st)
-		if err != nil {
-			return nil, err
-		}
+	if view != "" {
+		r := record{path: view, typ: typeDir, mode: tarMode(st.Mode), uid: st.Uid, gid: st.Gid,
+			mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
 		out = append(out, r)
 	}
-	w := &walker{withSrc: withSrc, sem: make(chan struct{}, 8)}
-	children, err := w.walk(dir, sub)
+	w := &walker{withSrc: forPush, forPush: forPush, skipped: sk, sem: make(chan struct{}, 8)}
+	children, err := w.walk(fd, dir, view)
 	if err != nil {
 		return nil, err
 	}
@@ -101,17 +127,14 @@ func scanMount(dir, sub string, withSrc bool) ([]record, error) {
 }
 
 type walker struct {
-	withSrc bool
-	sem     chan struct{}
+	withSrc, forPush bool
+	skipped          *scanned
+	sem              chan struct{}
 }
 
-// walk returns the records below dir (not dir itself).
-func (w *walker) walk(dir, rel string) ([]record, error) {
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", dir, err)
-	}
-	f := os.NewFile(uintptr(dfd), dir)
+// walk returns the records below the open directory fd, which it closes.
+func (w *walker) walk(fd int, dir, rel string) ([]record, error) {
+	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
@@ -128,7 +151,7 @@ func (w *walker) walk(dir, rel string) ([]record, error) {
 	var subs []*sub
 	for _, name := range names {
 		var st unix.Stat_t
-		if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				continue
 			}
@@ -139,29 +162,34 @@ func (w *walker) walk(dir, rel string) ([]record, error) {
 			p = rel + "/" + name
 		}
 		full := dir + "/" + name
-		r, err := statRecordAt(dfd, name, full, p, &st)
+		r, keep, err := w.statRecordAt(fd, name, full, p, &st)
 		if err != nil {
 			return nil, err
 		}
-		if r.typ == typeFile && w.withSrc {
-			r.src = full
+		if !keep {
+			continue
 		}
 		recs = append(recs, r)
-		if r.typ == typeDir {
-			s := &sub{idx: len(recs)}
-			subs = append(subs, s)
-			s.wg.Add(1)
-			select {
-			case w.sem <- struct{}{}:
-				go func() {
-					defer s.wg.Done()
-					s.recs, s.err = w.walk(full, p)
-					<-w.sem
-				}()
-			default:
-				s.recs, s.err = w.walk(full, p)
-				s.wg.Done()
-			}
+		if r.typ != typeDir {
+			continue
+		}
+		cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", full, err)
+		}
+		s := &sub{idx: len(recs)}
+		subs = append(subs, s)
+		s.wg.Add(1)
+		select {
+		case w.sem <- struct{}{}:
+			go func() {
+				defer s.wg.Done()
+				s.recs, s.err = w.walk(cfd, full, p)
+				<-w.sem
+			}()
+		default:
+			s.recs, s.err = w.walk(cfd, full, p)
+			s.wg.Done()
 		}
 	}
 	if len(subs) == 0 {
@@ -169,24 +197,26 @@ func (w *walker) walk(dir, rel string) ([]record, error) {
 	}
 	out := make([]record, 0, len(recs))
 	prev := 0
+	var firstErr error
 	for _, s := range subs {
-		s.wg.Wait()
-		if s.err != nil {
-			return nil, s.err
+		s.wg.Wait() // every child closes its descriptor, error or not
+		if s.err != nil && firstErr == nil {
+			firstErr = s.err
 		}
 		out = append(out, recs[prev:s.idx]...)
 		out = append(out, s.recs...)
 		prev = s.idx
 	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
 	return append(out, recs[prev:]...), nil
 }
 
-func statRecord(full, p string, st *unix.Stat_t) (record, error) {
-	return statRecordAt(unix.AT_FDCWD, full, full, p, st)
-}
-
-func statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (record, error) {
-	r := record{
+// statRecordAt makes the record of name in directory dfd; keep is false for
+// what is not stored.
+func (w *walker) statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (r record, keep bool, err error) {
+	r = record{
 		path:  p,
 		mode:  tarMode(st.Mode),
 		uid:   st.Uid,
@@ -198,6 +228,10 @@ func statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (record, error
 	case unix.S_IFREG:
 		r.typ = typeFile
 		r.size = st.Size
+		r.dev, r.ino, r.nlink = st.Dev, st.Ino, uint32(st.Nlink)
+		if w.withSrc {
+			r.src = full
+		}
 	case unix.S_IFDIR:
 		r.typ = typeDir
 	case unix.S_IFLNK:
@@ -206,7 +240,7 @@ func statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (record, error
 		for {
 			n, err := unix.Readlinkat(dfd, name, buf)
 			if err != nil {
-				return r, fmt.Errorf("readlink %s: %w", full, err)
+				return r, false, fmt.Errorf("readlink %s: %w", full, err)
 			}
 			if n < len(buf) {
 				r.link = string(buf[:n])
@@ -214,21 +248,73 @@ func statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (record, error
 			}
 			buf = make([]byte, 2*len(buf))
 		}
+	case unix.S_IFIFO:
+		r.typ = typeFifo
+	case unix.S_IFSOCK:
+		if w.skipped != nil {
+			w.skipped.socket(p)
+		}
+		return r, false, nil
 	default:
-		return r, refuse(p, "unsupported file type (device, FIFO or socket) in the workspace")
+		if w.forPush {
+			return r, false, refuse(p, "device file in the workspace (a delta cannot hold devices)")
+		}
+		return r, false, nil
 	}
-	return r, nil
+	return r, true, nil
 }
 
-// baseline is what pull leaves in the state directory for push.
+// openLong opens a file by a path that may be longer than PATH_MAX, by
+// opening it in pieces below PATH_MAX, each relative to the directory the
+// previous one reached (symlinks resolve as the kernel resolves them in one
+// open).
+func openLong(name string) (*os.File, error) {
+	const max = unix.PathMax - 1
+	if len(name) < max {
+		return os.Open(name)
+	}
+	dfd := unix.AT_FDCWD
+	rest := name
+	for len(rest) >= max {
+		i := strings.LastIndexByte(rest[:max], '/')
+		if i <= 0 {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: unix.ENAMETOOLONG}
+		}
+		nfd, err := unix.Openat(dfd, rest[:i], unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if dfd != unix.AT_FDCWD {
+			unix.Close(dfd)
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+		dfd, rest = nfd, rest[i+1:]
+	}
+	fd, err := unix.Openat(dfd, rest, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if dfd != unix.AT_FDCWD {
+		unix.Close(dfd)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// baseline is what pull leaves in the state directory for push: exactly
+// the ancestors' state it applied (not whatever else was in the directory:
+// what a sidecar or the kubelet put there before the steps is the task's
+// own change, as on a PVC), and the views it resolved.
 type baseline struct {
 	applied []string // manifest digests applied by the pull, in order
+	views   []viewRecord
 	records map[string]*record
 }
 
-const baselineFile = "baseline.v1"
+// viewRecord is a mount as the pull resolved it.
+type viewRecord struct{ dir, subPath, view string }
 
-func writeBaseline(stateDir string, applied []string, recs []record) error {
+const baselineFile = "baseline.v2"
+
+func writeBaseline(stateDir string, applied []string, mounts []*mount, recs []record) error {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return err
 	}
@@ -242,10 +328,16 @@ func writeBaseline(stateDir string, applied []string, recs []record) error {
 	uv := func(v uint64) { bw.Write(buf[:binary.PutUvarint(buf[:], v)]) }
 	iv := func(v int64) { bw.Write(buf[:binary.PutVarint(buf[:], v)]) }
 	str := func(s string) { uv(uint64(len(s))); bw.WriteString(s) }
-	bw.WriteString("OTB1")
+	bw.WriteString("OTB2")
 	uv(uint64(len(applied)))
 	for _, a := range applied {
 		str(a)
+	}
+	uv(uint64(len(mounts)))
+	for _, m := range mounts {
+		str(m.abs)
+		str(m.SubPath)
+		str(m.view)
 	}
 	uv(uint64(len(recs)))
 	for i := range recs {
@@ -261,6 +353,12 @@ func writeBaseline(stateDir string, applied []string, recs []record) error {
 		str(r.link)
 	}
 	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	// The pull and the push may run as different users (a root first step,
+	// a non-root last step): the baseline holds only metadata, let both read it.
+	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -283,13 +381,17 @@ func readBaseline(stateDir string) (*baseline, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(data) < 4 || string(data[:4]) != "OTB1" {
+	if len(data) < 4 || string(data[:4]) != "OTB2" {
 		return nil, fmt.Errorf("state %s: not a baseline file", stateDir)
 	}
 	d := decoder{b: data[4:]}
 	n := d.uv()
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		b.applied = append(b.applied, d.str())
+	}
+	n = d.uv()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		b.views = append(b.views, viewRecord{dir: d.str(), subPath: d.str(), view: d.str()})
 	}
 	n = d.uv()
 	recs := make([]record, 0, min(n, 1<<20))
@@ -313,6 +415,36 @@ func readBaseline(stateDir string) (*baseline, error) {
 		b.records[recs[i].path] = &recs[i]
 	}
 	return b, nil
+}
+
+// applyViews gives the push's mounts the views the pull resolved for the
+// same directory and subPath (a mount the pull did not have keeps its
+// subPath), and re-marks the covered ones.
+func (b *baseline) applyViews(ms []*mount) {
+	for _, m := range ms {
+		for _, v := range b.views {
+			if v.dir == m.abs && v.subPath == m.SubPath {
+				m.view = v.view
+			}
+		}
+	}
+	markCovered(ms)
+}
+
+// visibleTo keeps the records that one of the mounts shows: a push is given
+// only the task's writable views, and what it cannot see it did not change
+// (a readOnly view's files are not deletions).
+func (b *baseline) visibleTo(ms []*mount) map[string]*record {
+	out := make(map[string]*record, len(b.records))
+	for p, r := range b.records {
+		for _, m := range ms {
+			if _, ok := m.local(p); ok {
+				out[p] = r
+				break
+			}
+		}
+	}
+	return out
 }
 
 type decoder struct {

@@ -5,8 +5,8 @@
 //
 // Usage:
 //
-//	oci-transport-step pull [common flags] --repository REPO --from T1,T2,... --mount DIR=SUBPATH [--mount ...] --state STATEDIR
-//	oci-transport-step push [common flags] --repository REPO --tag TAG --task NAME --mount DIR=SUBPATH [--mount ...] --state STATEDIR
+//	oci-transport-step pull [common flags] --repository REPO --from T1,T2,... [--optional T2] [--status T1=Succeeded,...] --mount DIR [--subpath SUBPATH] [--mount ...] --state STATEDIR
+//	oci-transport-step push [common flags] --repository REPO --tag TAG --task NAME --mount DIR [--subpath SUBPATH] [--mount ...] --state STATEDIR
 //
 // Common flags: --registry HOST[:PORT], --plain-http, --ca-file FILE,
 // --docker-config FILE (default $DOCKER_CONFIG/config.json, else $HOME/.docker/config.json, if present),
@@ -19,8 +19,10 @@
 //	0  ok
 //	1  failed: registry or filesystem error after retries
 //	2  usage error
-//	3  refused content: a hostile or corrupt artifact (unsafe path, symlink
-//	   escape, device file, digest mismatch, ...) or a limit exceeded
+//	3  refused content: a hostile or corrupt artifact (unsafe path, a path
+//	   through a symlink, device file, digest mismatch, ...) or a limit exceeded
+//	4  pull: the artifact of a producer that must have pushed is missing
+//	   (the registry lost it); the task does not run on what is left
 //
 // Error messages name the offending entry. See transport/README.md.
 package main
@@ -85,15 +87,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.IntVar(&o.Retries, "retries", 6, "retries per request (exponential backoff)")
 	fs.StringVar(&o.Repository, "repository", "", "repository path without host")
 	fs.StringVar(&state, "state", "", "state directory shared by the pull and push steps")
-	fs.Func("mount", "DIR=SUBPATH: where the task sees the workspace and the subPath it views (repeatable)", func(s string) error {
-		m, err := transport.ParseMount(s)
-		if err != nil {
-			return err
+	// A view is two flags, so that no character of a directory or a subPath
+	// (`out/GOOS=linux`) can be mistaken for a separator.
+	subPathSet := map[int]bool{}
+	fs.Func("mount", "DIR: where the task sees the workspace (repeatable; each may be followed by --subpath)", func(s string) error {
+		if s == "" {
+			return errors.New("empty directory")
 		}
-		mounts = append(mounts, m)
+		mounts = append(mounts, transport.Mount{Dir: s})
 		return nil
 	})
+	fs.Func("subpath", "SUBPATH: the subPath of the workspace that the preceding --mount shows (default: the root)", func(s string) error {
+		i := len(mounts) - 1
+		if i < 0 {
+			return errors.New("--subpath must follow a --mount")
+		}
+		if subPathSet[i] {
+			return fmt.Errorf("--mount %s has two --subpath", mounts[i].Dir)
+		}
+		subPathSet[i] = true
+		mounts[i].SubPath = s
+		return nil
+	})
+	var optional, status string
 	fs.StringVar(&from, "from", "", "pull: comma-separated producer task names, in order")
+	fs.StringVar(&optional, "optional", "", "pull: comma-separated producers that may legitimately have pushed nothing (skipped by when, empty matrix, onError: continue)")
+	fs.StringVar(&status, "status", "", "pull: comma-separated NAME=STATUS, Tekton's $(tasks.NAME.status): a producer whose artifact must exist only if Succeeded")
 	fs.StringVar(&tag, "tag", "", "push: tag, <task> or <task>.<taskRunName>")
 	fs.StringVar(&task, "task", "", "push: pipeline task name (manifest annotation)")
 	fs.StringVar(&compression, "compression", compression, "push: gzip, zstd or none")
@@ -117,13 +136,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "pull":
-		var tasks []string
-		for _, t := range strings.Split(from, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				tasks = append(tasks, t)
+		statuses := map[string]string{}
+		for _, kv := range splitList(status) {
+			name, st, ok := strings.Cut(kv, "=")
+			if !ok {
+				fmt.Fprintf(stderr, "pull: --status %q: want NAME=STATUS\n", kv)
+				return transport.ExitUsage
 			}
+			statuses[name] = st
 		}
-		_, err = transport.Pull(ctx, transport.PullOptions{Options: o, From: tasks, Mounts: mounts, StateDir: state,
+		_, err = transport.Pull(ctx, transport.PullOptions{Options: o, From: splitList(from), Mounts: mounts, StateDir: state,
+			Optional: splitList(optional), Status: statuses,
 			Limits: transport.Limits{MaxBytes: maxBytes, MaxEntries: maxEntries}})
 	case "push":
 		if task == "" {
@@ -137,6 +160,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error(cmd+" failed", "exit", code, "err", err.Error())
 	}
 	return code
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func sizeFlag(dst *int64) func(string) error {

@@ -13,10 +13,10 @@ func TestUsageExitCodes(t *testing.T) {
 		nil,
 		{"frobnicate"},
 		{"pull", "--no-such-flag"},
-		{"pull", "--mount", t.TempDir() + "=", "--state", t.TempDir(), "--from", "a"}, // no --registry
-		{"push", "--registry", "r", "--repository", "x", "--tag", "bad tag", "--mount", t.TempDir() + "="},
-		{"pull", "--registry", "r", "--repository", "x", "--from", "a", "--mount", "=x", "--state", t.TempDir()},
-		{"pull", "--registry", "r", "--repository", "x", "--mount", t.TempDir() + "=../up", "--state", t.TempDir()},
+		{"pull", "--mount", t.TempDir(), "--state", t.TempDir(), "--from", "a"}, // no --registry
+		{"push", "--registry", "r", "--repository", "x", "--tag", "bad tag", "--mount", t.TempDir()},
+		{"pull", "--registry", "r", "--repository", "x", "--from", "a", "--subpath", "x", "--mount", t.TempDir(), "--state", t.TempDir()},
+		{"pull", "--registry", "r", "--repository", "x", "--mount", t.TempDir(), "--subpath", "../up", "--state", t.TempDir()},
 		{"push", "--layer-size", "lots"},
 		{"pull", "extra-arg"},
 	} {
@@ -28,7 +28,7 @@ func TestUsageExitCodes(t *testing.T) {
 func TestEmptyPullNeedsNoRegistry(t *testing.T) {
 	var stderr bytes.Buffer
 	code := run(context.Background(), []string{"pull", "--registry", "127.0.0.1:1", "--plain-http", "--repository", "a/b",
-		"--from", "", "--mount", t.TempDir() + "=", "--state", t.TempDir()}, &stderr)
+		"--from", "", "--mount", t.TempDir(), "--state", t.TempDir()}, &stderr)
 	require.Equal(t, 0, code, stderr.String())
 }
 

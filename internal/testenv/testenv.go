@@ -56,10 +56,12 @@ type RegistryOptions struct {
 // Credentials are a user name and password.
 type Credentials struct{ Username, Password string }
 
-// Registry is a running CNCF Distribution registry (REGISTRY_BIN).
+// Registry is a running CNCF Distribution registry (REGISTRY_BIN), or zot
+// (StartZot).
 type Registry struct {
 	bin, dir, addr string
 	ownDir, tls    bool
+	config         string // in dir; "" = config.yml
 	mu             sync.Mutex
 	cmd            *exec.Cmd
 }
@@ -143,7 +145,11 @@ func (r *Registry) Start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(r.bin, "serve", filepath.Join(r.dir, "config.yml"))
+	config := r.config
+	if config == "" {
+		config = "config.yml"
+	}
+	cmd := exec.Command(r.bin, "serve", filepath.Join(r.dir, config))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err

@@ -1,0 +1,214 @@
+package transport
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The file-system side of the extractor: directories reached through
+// descriptors, files created without following anything.
+
+func splitLocal(local string) (dir, base string) {
+	if i := strings.LastIndexByte(local, '/'); i >= 0 {
+		return local[:i], local[i+1:]
+	}
+	return "", local
+}
+
+// parentfd returns an open descriptor of the directory that holds local,
+// creating missing directories.
+func (e *extractor) parentfd(ls *layerState, mi int, p, local string) (int, string, error) {
+	dir, base := splitLocal(local)
+	fd, err := e.dirfd(ls, mi, p, dir, false)
+	return fd, base, err
+}
+
+// dirfd opens (creating it if needed) the directory local of mount mi, one
+// component at a time with O_NOFOLLOW from the mount root, so that nothing
+// is ever reached through a symlink and no path is longer than one name. An
+// ancestor that is a symlink is refused; a non-directory in the way is
+// replaced (the later delta wins); with replace, the final component is
+// replaced even if it is a symlink.
+func (e *extractor) dirfd(ls *layerState, mi int, p, local string, replace bool) (int, error) {
+	cache := ls.dirs[mi]
+	if fd, ok := cache[local]; ok {
+		return fd, nil
+	}
+	if local == "" {
+		fd, err := unix.Open(e.mounts[mi].abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("open mount %s: %w", e.mounts[mi].abs, err)
+		}
+		cache[local] = fd
+		return fd, nil
+	}
+	parent, base := splitLocal(local)
+	pfd, err := e.dirfd(ls, mi, p, parent, false)
+	if err != nil {
+		return -1, err
+	}
+	for attempt := 0; ; attempt++ {
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			cache[local] = fd
+			return fd, nil
+		}
+		if attempt > 2 {
+			return -1, fmt.Errorf("open directory %s: %w", local, err)
+		}
+		switch err {
+		case unix.ENOENT:
+			if err := unix.Mkdirat(pfd, base, 0o755); err != nil && err != unix.EEXIST {
+				return -1, fmt.Errorf("mkdir %s: %w", local, err)
+			}
+		case unix.ELOOP, unix.ENOTDIR:
+			var st unix.Stat_t
+			if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return -1, err
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFLNK && !replace {
+				return -1, refuse(p, "path passes through the symlink %s", local)
+			}
+			if err := unix.Unlinkat(pfd, base, 0); err != nil && err != unix.ENOENT {
+				return -1, fmt.Errorf("replace %s: %w", local, err)
+			}
+		default:
+			return -1, fmt.Errorf("open directory %s: %w", local, err)
+		}
+	}
+}
+
+// removeAt removes whatever is at base in pfd (recursively for a directory).
+func (e *extractor) removeAt(ls *layerState, mi, pfd int, base, local string) error {
+	err := unix.Unlinkat(pfd, base, 0)
+	switch err {
+	case nil, unix.ENOENT:
+		return nil
+	case unix.EISDIR, unix.EPERM:
+		for d, fd := range ls.dirs[mi] {
+			if under(d, local) {
+				unix.Close(fd)
+				delete(ls.dirs[mi], d)
+			}
+		}
+		return e.roots[mi].RemoveAll(local)
+	}
+	return fmt.Errorf("remove %s: %w", local, err)
+}
+
+func (e *extractor) writeFile(pfd int, base string, root *os.Root, local, p string, src io.Reader, h *tar.Header, buf []byte) error {
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(pfd, base, flags, 0o600)
+	if err == unix.EEXIST {
+		if err := unix.Unlinkat(pfd, base, 0); err != nil {
+			if err != unix.EISDIR && err != unix.EPERM {
+				return fmt.Errorf("replace %s: %w", p, err)
+			}
+			if err := root.RemoveAll(local); err != nil {
+				return fmt.Errorf("replace %s: %w", p, err)
+			}
+		}
+		fd, err = unix.Openat(pfd, base, flags, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	var n int64
+	if br, ok := src.(*bytes.Reader); ok {
+		n, err = br.WriteTo(f)
+	} else {
+		if buf == nil {
+			buf = make([]byte, 32<<10)
+		}
+		n, err = io.CopyBuffer(f, io.LimitReader(src, h.Size), buf)
+	}
+	if err == nil && n != h.Size {
+		err = &corruptError{fmt.Errorf("%s: short file (%d of %d bytes)", p, n, h.Size)}
+	}
+	if err == nil && e.asRoot {
+		err = f.Chown(h.Uid, h.Gid)
+	}
+	if err == nil {
+		err = f.Chmod(fileMode(h.Mode))
+	}
+	if err == nil {
+		err = futimens(int(f.Fd()), h.ModTime)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		var ce *corruptError
+		if errors.As(err, &ce) || isReadErr(err) {
+			return err
+		}
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// futimens sets a file's access and modification times through its
+// descriptor (utimensat with a NULL path), with nanosecond precision.
+func futimens(fd int, t time.Time) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(t.UnixNano()), unix.NsecToTimespec(t.UnixNano())}
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return &fs.PathError{Op: "futimens", Path: "", Err: errno}
+	}
+	return nil
+}
+
+func isReadErr(err error) bool {
+	var pe *fs.PathError
+	return !errors.As(err, &pe) && !errors.Is(err, syscall.ENOSPC)
+}
+
+// finish applies directory modes, owners and times, deepest first, after
+// all files are in place (a 0555 directory must be filled before it is
+// made read-only, and writing into a directory changes its mtime).
+func (e *extractor) finish() error {
+	keys := make([]dirKey, 0, len(e.dirs))
+	for k := range e.dirs {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		di, dj := strings.Count(keys[i].local, "/"), strings.Count(keys[j].local, "/")
+		if di != dj {
+			return di > dj
+		}
+		return keys[i].local < keys[j].local
+	})
+	for _, k := range keys {
+		meta := e.dirs[k]
+		root := e.roots[k.m]
+		fi, err := root.Lstat(k.local)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if e.asRoot {
+			if err := root.Lchown(k.local, meta.uid, meta.gid); err != nil {
+				return err
+			}
+		}
+		if err := root.Chmod(k.local, fileMode(meta.mode)); err != nil {
+			return err
+		}
+		if err := root.Chtimes(k.local, meta.mtime, meta.mtime); err != nil {
+			return err
+		}
+	}
+	return nil
+}
