@@ -26,7 +26,7 @@ func main() {
 				state = args[i+1]
 			}
 			if state != "" {
-				_ = os.Remove(filepath.Join(state, "baseline.v1"))
+				_ = os.Remove(filepath.Join(state, "baseline.v2"))
 				fmt.Fprintln(os.Stderr, "brokenstep: baseline removed, deletions will be lost")
 			}
 		}
