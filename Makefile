@@ -84,10 +84,12 @@ bench-transport:
 
 ## fuzz: run each fuzz target for FUZZTIME (not part of CI). Minimizing a new
 ## input may take 60 s by default, with no execs counted meanwhile; 5 s is plenty.
+## -timeout 0: go test's default 10 m timeout would end a longer run as a failure.
 FUZZTIME ?= 5m
+FUZZFLAGS = -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s -timeout 0
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzPipelineRun -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./transform/
-	$(GO) test -run '^$$' -fuzz FuzzExtract -fuzztime $(FUZZTIME) ./transport/
+	$(GO) test $(FUZZFLAGS) -fuzz FuzzPipelineRun ./transform/
+	$(GO) test $(FUZZFLAGS) -fuzz FuzzExtract ./transport/
 
 clean:
 	rm -rf $(BIN)

@@ -343,7 +343,7 @@ func (e *extractor) regular(ls *layerState, tr *tar.Reader, h *tar.Header, p str
 		case data != nil:
 			src = bytes.NewReader(data)
 		case i > 0: // several mounts show it: copy what the first got
-			f, err := e.roots[targets[0].m].Open(targets[0].local)
+			f, err := e.openRegular(targets[0], p)
 			if err != nil {
 				return err
 			}
@@ -388,7 +388,7 @@ func (e *extractor) hardLink(ls *layerState, h *tar.Header, p, prefix string, bu
 		var src io.Reader
 		switch {
 		case len(lf.placed) > 0:
-			f, err := e.roots[lf.placed[0].m].Open(lf.placed[0].local)
+			f, err := e.openRegular(lf.placed[0], p)
 			if err != nil {
 				return err
 			}
@@ -428,6 +428,21 @@ func (e *extractor) linkTo(ls *layerState, lf *layerFile, mi, pfd int, base, p s
 		}
 	}
 	return fmt.Errorf("no name of the file to link to")
+}
+
+// openRegular opens a name the layer wrote, to copy its data. A later
+// entry of a hostile archive may have put something else there: it must
+// be a regular file (opened without blocking: a FIFO would wait forever).
+func (e *extractor) openRegular(pl placement, p string) (*os.File, error) {
+	f, err := e.roots[pl.m].OpenFile(pl.local, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, refuse(p, "hard link to a name that is no longer a regular file")
+	}
+	return f, nil
 }
 
 // size is the data size of a file of the layer.
