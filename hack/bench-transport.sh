@@ -62,12 +62,12 @@ run_ours() { # name dataset compression -> "push pull"
   sync
   t0=$(now)
   "$STEP" push --registry "$ADDR" --plain-http --repository "$repo" --tag t --task t \
-    --mount "$src=" --state "$WORK/state/none-$n" --compression "$comp" 2> "$WORK/ours-push.log"
+    --mount "$src" --state "$WORK/state/none-$n" --compression "$comp" 2> "$WORK/ours-push.log"
   t1=$(now)
   sync
   t1b=$(now)
   "$STEP" pull --registry "$ADDR" --plain-http --repository "$repo" --from t \
-    --mount "$dst=" --state "$state" 2> "$WORK/ours-pull.log"
+    --mount "$dst" --state "$state" 2> "$WORK/ours-pull.log"
   t2=$(now)
   diff -r "$src" "$dst" > /dev/null || { echo "MISMATCH after our pull ($name $comp)" >&2; exit 1; }
   # no-change push from the pulled workspace (after the pull's writes are
@@ -78,7 +78,7 @@ run_ours() { # name dataset compression -> "push pull"
     local t3 t4
     t3=$(now)
     "$STEP" push --registry "$ADDR" --plain-http --repository "$repo" --tag "u$i" --task u \
-      --mount "$dst=" --state "$state" --compression "$comp" 2> "$WORK/ours-nochange.log"
+      --mount "$dst" --state "$state" --compression "$comp" 2> "$WORK/ours-nochange.log"
     t4=$(now)
     nc+=("$(awk -v a="$t3" -v b="$t4" 'BEGIN { printf "%.0f", (b - a) * 1000 }')")
   done
@@ -126,8 +126,8 @@ em=()
 for i in 1 2 3; do
   rm -rf "$WORK/empty"; mkdir -p "$WORK/empty/ws"
   t0=$(now)
-  "$STEP" pull --registry "$ADDR" --plain-http --repository bench/empty --from "" --mount "$WORK/empty/ws=" --state "$WORK/empty/state" 2> /dev/null
-  "$STEP" push --registry "$ADDR" --plain-http --repository bench/empty --tag "e$i" --task e --mount "$WORK/empty/ws=" --state "$WORK/empty/state" 2> /dev/null
+  "$STEP" pull --registry "$ADDR" --plain-http --repository bench/empty --from "" --mount "$WORK/empty/ws" --state "$WORK/empty/state" 2> /dev/null
+  "$STEP" push --registry "$ADDR" --plain-http --repository bench/empty --tag "e$i" --task e --mount "$WORK/empty/ws" --state "$WORK/empty/state" 2> /dev/null
   t1=$(now)
   em+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", (b - a) * 1000 }')")
 done

@@ -132,6 +132,12 @@ type TaskReport struct {
 	Workspaces []string `json:"workspaces"`
 	// PullsFrom lists, in pull order, the tasks whose deltas it applies.
 	PullsFrom []string `json:"pullsFrom,omitempty"`
+	// Optional lists the tasks of PullsFrom that Tekton may legitimately not
+	// run to success (`when`, matrix or onError: continue on them or on an
+	// ancestor): a missing delta of theirs is not an error. Any other missing
+	// delta fails the pull. A finally task leaves it empty: its pull step
+	// reads each producer's $(tasks.<name>.status) at run time instead.
+	Optional []string `json:"optional,omitempty"`
 	// Pushes is false when every binding is readOnly.
 	Pushes bool `json:"pushes"`
 	// Inlined is true when its taskRef was replaced by the resolved spec.

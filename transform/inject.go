@@ -15,80 +15,28 @@ const maxSlug = 63 - len(pullStepPrefix)
 // gets the params, state volume and pull/push steps it needs, and the
 // PipelineTask passes the run-time values in through params.
 func inject(pt *v1.PipelineTask, p *taskPlan, opts Options) error {
-	spec := p.spec // already a copy owned by the plan
-	ptParams := []v1.Param{{Name: paramRepository, Value: *v1.NewStructuredValues(opts.repositoryParamValue())}}
-	spec.Params = append(spec.Params, v1.ParamSpec{
-		Name:        paramRepository,
-		Type:        v1.ParamTypeString,
-		Description: "Injected by tekton-oci-transport: the run's artifact repository path, without the workspace.",
-	})
-
-	// mount is "<task workspace path>=<subPath in the pipeline workspace>".
-	mounts := map[string][]string{}         // workspace -> all views
-	writableMounts := map[string][]string{} // workspace -> views that push
-	usages := map[string][]v1.WorkspaceUsage{}
-	for _, b := range p.bindings {
-		ws := pipelineWorkspace(b)
-		sub := b.SubPath
-		if strings.Contains(sub, "$(") {
-			// Only the Pipeline level substitutes $(params...) in a subPath:
-			// hand the substituted value to the task through a param.
-			if !paramSafe(b.Name) {
-				return refuse(ReasonUnsupportedShape, "pipeline task %q: workspace %q has a subPath with variables and a name that cannot be used in a param", p.name, b.Name)
-			}
-			name := paramSubPathPrefix + b.Name
-			spec.Params = append(spec.Params, v1.ParamSpec{
-				Name:        name,
-				Type:        v1.ParamTypeString,
-				Description: fmt.Sprintf("Injected by tekton-oci-transport: the subPath of workspace %q.", b.Name),
-			})
-			ptParams = append(ptParams, v1.Param{Name: name, Value: *v1.NewStructuredValues(sub)})
-			sub = fmt.Sprintf("$(params.%s)", name)
-		}
-		m := fmt.Sprintf("$(workspaces.%s.path)=%s", b.Name, sub)
-		mounts[ws] = append(mounts[ws], m)
-		decl := p.declaration(b.Name)
-		if !decl.ReadOnly {
-			writableMounts[ws] = append(writableMounts[ws], m)
-		}
-		usages[ws] = append(usages[ws], v1.WorkspaceUsage{Name: b.Name})
+	in := &injection{spec: p.spec} // p.spec is already a copy owned by the plan
+	b := stepBuilder{opts: opts, isolated: hasIsolatedSteps(&in.spec)}
+	b.first, b.last = stepSecurity(&in.spec)
+	b.repository = in.param(paramRepository, opts.repositoryParamValue(),
+		"the run's artifact repository path, without the workspace.")
+	views, err := in.bindViews(p)
+	if err != nil {
+		return err
 	}
-
-	isolated := false // Tekton mounts workspaces only into steps that list them
-	for _, s := range spec.Steps {
-		isolated = isolated || len(s.Workspaces) > 0
-	}
-	first, last := stepSecurity(&spec)
+	b.status = in.producerStatus(p)
 
 	var pulls, pushes []v1.Step
 	for _, ws := range p.workspaces {
-		s := slug(ws, maxSlug)
-		common := injectedStep(opts, usages[ws], isolated)
-		if from := p.pullsFrom[ws]; len(from) > 0 {
-			step := common
-			step.Name = pullStepPrefix + s
-			step.SecurityContext = first
-			step.Args = append(opts.commonArgs("pull"),
-				"--repository", fmt.Sprintf("$(params.%s)/%s", paramRepository, ws),
-				"--from", strings.Join(from, ","))
-			step.Args = append(step.Args, mountArgs(mounts[ws])...)
-			step.Args = append(step.Args, "--state", statePath+"/"+s)
-			pulls = append(pulls, step)
+		if len(p.pullsFrom[ws]) > 0 {
+			pulls = append(pulls, b.pull(p, ws, views[ws]))
 			p.makeWritable(ws)
 		}
 		if p.pushes[ws] {
-			step := injectedStep(opts, usages[ws], isolated)
-			step.Name = pushStepPrefix + s
-			step.SecurityContext = last
-			step.Args = append(opts.commonArgs("push"),
-				"--repository", fmt.Sprintf("$(params.%s)/%s", paramRepository, ws),
-				"--tag", p.tag(),
-				"--task", p.name)
-			step.Args = append(step.Args, mountArgs(writableMounts[ws])...)
-			step.Args = append(step.Args, "--state", statePath+"/"+s)
-			pushes = append(pushes, step)
+			pushes = append(pushes, b.push(p, ws, views[ws]))
 		}
 	}
+	spec := in.spec
 	spec.Steps = append(append(pulls, spec.Steps...), pushes...)
 	spec.Volumes = append(spec.Volumes, corev1.Volume{
 		Name:         stateVolume,
@@ -96,7 +44,7 @@ func inject(pt *v1.PipelineTask, p *taskPlan, opts Options) error {
 	})
 	spec.Workspaces = p.spec.Workspaces // makeWritable edited the plan's declarations
 
-	pt.Params = append(pt.Params, ptParams...)
+	pt.Params = append(pt.Params, in.ptParams...)
 	if p.inlined {
 		pt.TaskRef = nil
 		pt.TaskSpec = &v1.EmbeddedTask{TaskSpec: spec}
@@ -104,6 +52,195 @@ func inject(pt *v1.PipelineTask, p *taskPlan, opts Options) error {
 		pt.TaskSpec.TaskSpec = spec
 	}
 	return nil
+}
+
+// stepBuilder makes the pull and push steps of one task.
+type stepBuilder struct {
+	opts        Options
+	repository  string // $(params.oci-transport-repository)
+	status      string // $(params.oci-transport-producer-status), finally tasks only
+	isolated    bool   // Tekton mounts workspaces only into steps that list them
+	first, last *corev1.SecurityContext
+}
+
+// pull is the first step for workspace ws: it applies, in order, the deltas
+// of the tasks the plan pulls from into every view of ws.
+func (b stepBuilder) pull(p *taskPlan, ws string, views []stepView) v1.Step {
+	args := append(b.opts.commonArgs("pull"), "--repository", b.repository+"/"+ws,
+		"--from", strings.Join(p.pullsFrom[ws], ","))
+	args = append(args, producerArgs(p.optional[ws], b.status)...)
+	args = append(args, viewArgs(views, false)...)
+	return b.step(pullStepPrefix, ws, b.first, views, args)
+}
+
+// push is the last step for workspace ws: it pushes what the task changed
+// through its writable views of ws.
+func (b stepBuilder) push(p *taskPlan, ws string, views []stepView) v1.Step {
+	args := append(b.opts.commonArgs("push"), "--repository", b.repository+"/"+ws,
+		"--tag", p.tag(), "--task", p.name)
+	args = append(args, viewArgs(views, true)...)
+	return b.step(pushStepPrefix, ws, b.last, views, args)
+}
+
+// step is an injected step: the step binary with args, and the state
+// volume where the pull step leaves its baseline for the push step. It runs
+// with the securityContext the task's own steps run with.
+func (b stepBuilder) step(prefix, ws string, security *corev1.SecurityContext, views []stepView, args []string) v1.Step {
+	s := slug(ws, maxSlug)
+	step := v1.Step{
+		Name:            prefix + s,
+		Image:           b.opts.StepImage,
+		Command:         append([]string(nil), b.opts.StepCommand...),
+		Args:            append(args, "--state", statePath+"/"+s),
+		SecurityContext: security.DeepCopy(),
+		VolumeMounts:    []corev1.VolumeMount{{Name: stateVolume, MountPath: statePath}},
+	}
+	if b.isolated {
+		step.Workspaces = workspaceUsages(views)
+	}
+	return step
+}
+
+// injection is what inject adds to one task: its spec, and the params the
+// PipelineTask sets because only the Pipeline level can resolve their values.
+type injection struct {
+	spec     v1.TaskSpec
+	ptParams []v1.Param
+}
+
+// param declares a string param on the task, has the PipelineTask set it to
+// value and returns the reference a step uses.
+func (in *injection) param(name, value, description string) string {
+	in.spec.Params = append(in.spec.Params, v1.ParamSpec{
+		Name:        name,
+		Type:        v1.ParamTypeString,
+		Description: "Injected by tekton-oci-transport: " + description,
+	})
+	in.ptParams = append(in.ptParams, v1.Param{Name: name, Value: *v1.NewStructuredValues(value)})
+	return fmt.Sprintf("$(params.%s)", name)
+}
+
+// stepView is one binding of a converted workspace as the injected steps see
+// it: where Tekton mounts it in the task, and its subPath in the pipeline
+// workspace ("" for the root).
+type stepView struct {
+	binding  string // the task workspace name
+	dir      string
+	subPath  string
+	writable bool
+}
+
+// bindViews returns, per pipeline workspace, the task's views of it in
+// binding order.
+func (in *injection) bindViews(p *taskPlan) (map[string][]stepView, error) {
+	views := map[string][]stepView{}
+	for _, b := range p.bindings {
+		sub, err := in.subPath(p.name, b)
+		if err != nil {
+			return nil, err
+		}
+		ws := pipelineWorkspace(b)
+		views[ws] = append(views[ws], stepView{
+			binding:  b.Name,
+			dir:      fmt.Sprintf("$(workspaces.%s.path)", b.Name),
+			subPath:  sub,
+			writable: !p.declaration(b.Name).ReadOnly,
+		})
+	}
+	return views, nil
+}
+
+// subPath is a binding's subPath as a step can read it. Only the Pipeline
+// level substitutes $(params...) in a subPath, so one with variables is
+// handed to the task through a param.
+func (in *injection) subPath(task string, b v1.WorkspacePipelineTaskBinding) (string, error) {
+	if !strings.Contains(b.SubPath, "$(") {
+		return b.SubPath, nil
+	}
+	if !paramSafe(b.Name) {
+		return "", refuse(ReasonUnsupportedShape, "pipeline task %q: workspace %q has a subPath with variables and a name that cannot be used in a param", task, b.Name)
+	}
+	return in.param(paramSubPathPrefix+b.Name, b.SubPath,
+		fmt.Sprintf("the subPath of workspace %q.", b.Name)), nil
+}
+
+// producerStatus gives a finally task that pulls the run-time status of
+// every task it pulls from, through a param (only the Pipeline level can
+// read $(tasks.<name>.status)), and returns the reference its pull steps
+// pass as --status. It returns "" for any other task.
+func (in *injection) producerStatus(p *taskPlan) string {
+	producers := p.producers()
+	if !p.finally || len(producers) == 0 {
+		return ""
+	}
+	return in.param(paramProducerStatus, producerStatusValue(producers),
+		"the status of each task this one pulls from, as name=status pairs.")
+}
+
+// producerStatusValue is "a=$(tasks.a.status),b=$(tasks.b.status)". Tekton
+// substitutes Succeeded, Failed or None (skipped, not run) when it starts a
+// finally task; the step requires the delta of a producer that Succeeded
+// and takes any other's as optional. Task names are DNS labels, so neither
+// "=" nor "," can occur in one.
+func producerStatusValue(producers []string) string {
+	pairs := make([]string, len(producers))
+	for i, name := range producers {
+		pairs[i] = fmt.Sprintf("%s=$(tasks.%s.status)", name, name)
+	}
+	return strings.Join(pairs, ",")
+}
+
+// producerArgs tell the pull step which producers' deltas may be missing:
+// --optional for a task (decided at admission), --status for a finally task
+// (decided by Tekton at run time).
+func producerArgs(optional []string, status string) []string {
+	var args []string
+	if len(optional) > 0 {
+		args = append(args, "--optional", strings.Join(optional, ","))
+	}
+	if status != "" {
+		args = append(args, "--status", status)
+	}
+	return args
+}
+
+// viewArgs are the step flags for views: "--mount DIR", then "--subpath SUB"
+// unless the view is the workspace root. Two flags, not one "DIR=SUB": a
+// subPath may itself contain "=" (out/GOOS=linux). With onlyWritable, the
+// readOnly views are left out: a push never sends what was written there.
+func viewArgs(views []stepView, onlyWritable bool) []string {
+	var args []string
+	for _, v := range views {
+		if onlyWritable && !v.writable {
+			continue
+		}
+		args = append(args, "--mount", v.dir)
+		if v.subPath != "" {
+			args = append(args, "--subpath", v.subPath)
+		}
+	}
+	return args
+}
+
+// workspaceUsages are what an injected step lists when the task isolates
+// workspaces to the steps that list them.
+func workspaceUsages(views []stepView) []v1.WorkspaceUsage {
+	usages := make([]v1.WorkspaceUsage, 0, len(views))
+	for _, v := range views {
+		usages = append(usages, v1.WorkspaceUsage{Name: v.binding})
+	}
+	return usages
+}
+
+// hasIsolatedSteps reports whether any step lists workspaces: Tekton then
+// mounts a workspace only into the steps that list it.
+func hasIsolatedSteps(spec *v1.TaskSpec) bool {
+	for _, s := range spec.Steps {
+		if len(s.Workspaces) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // makeWritable lifts readOnly from the task's declarations of ws. Tekton
@@ -132,26 +269,6 @@ func (p *taskPlan) tag() string {
 		return p.name + ".$(context.taskRun.name)"
 	}
 	return p.name
-}
-
-func injectedStep(opts Options, usages []v1.WorkspaceUsage, isolated bool) v1.Step {
-	s := v1.Step{
-		Image:        opts.StepImage,
-		Command:      append([]string(nil), opts.StepCommand...),
-		VolumeMounts: []corev1.VolumeMount{{Name: stateVolume, MountPath: statePath}},
-	}
-	if isolated {
-		s.Workspaces = append([]v1.WorkspaceUsage(nil), usages...)
-	}
-	return s
-}
-
-func mountArgs(mounts []string) []string {
-	args := make([]string, 0, 2*len(mounts))
-	for _, m := range mounts {
-		args = append(args, "--mount", m)
-	}
-	return args
 }
 
 // stepSecurity returns the securityContext the pull and push steps run with,

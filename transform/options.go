@@ -15,6 +15,10 @@ const (
 	// paramSubPathPrefix + task workspace name carries a binding's subPath
 	// into the task when it uses $(params...) that only the Pipeline resolves.
 	paramSubPathPrefix = ReservedPrefix + "subpath-"
+	// paramProducerStatus carries into a finally task the run-time status of
+	// the tasks it pulls from; only the Pipeline level can read
+	// $(tasks.<name>.status).
+	paramProducerStatus = ReservedPrefix + "producer-status"
 	// stateVolume holds the baseline the pull step records for the push step.
 	stateVolume = ReservedPrefix + "state"
 	statePath   = "/oci-transport/state"

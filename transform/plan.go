@@ -23,8 +23,8 @@ type taskPlan struct {
 	source     *Source
 	matrixed   bool
 	pullsFrom  map[string][]string // workspace -> producers, in pull order
+	optional   map[string][]string // workspace -> producers in pullsFrom that may be absent
 	pushes     map[string]bool     // workspace -> at least one writable binding
-	views      map[string][]view   // workspace -> the subPath views the task binds
 	warnings   []string
 }
 
@@ -46,17 +46,33 @@ func (p *taskPlan) declaration(taskWorkspace string) *v1.WorkspaceDeclaration {
 
 func (p *taskPlan) report() TaskReport {
 	r := TaskReport{Name: p.name, Finally: p.finally, Workspaces: p.workspaces, Inlined: p.inlined}
-	seen := map[string]bool{}
+	r.PullsFrom = p.producers()
+	r.Optional = union(p.workspaces, p.optional)
 	for _, ws := range p.workspaces {
-		for _, from := range p.pullsFrom[ws] {
-			if !seen[from] {
-				seen[from] = true
-				r.PullsFrom = append(r.PullsFrom, from)
-			}
-		}
 		r.Pushes = r.Pushes || p.pushes[ws]
 	}
 	return r
+}
+
+// producers lists every task the plan pulls from, over all its workspaces,
+// in pull order.
+func (p *taskPlan) producers() []string {
+	return union(p.workspaces, p.pullsFrom)
+}
+
+// union lists the names of byWorkspace[ws] for each ws in order, each once.
+func union(workspaces []string, byWorkspace map[string][]string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, ws := range workspaces {
+		for _, name := range byWorkspace[ws] {
+			if !seen[name] {
+				seen[name] = true
+				out = append(out, name)
+			}
+		}
+	}
+	return out
 }
 
 // planTasks decides, for every task that binds a converted workspace, where
@@ -91,33 +107,41 @@ func planTasks(spec *v1.PipelineSpec, converted map[string]bool, resolved Resolv
 		return nil, err
 	}
 
-	// A task pulls, per workspace, from its upstream tasks that push to it:
-	// the others contribute nothing, and listing them would only cost lookups.
-	// A producer whose writable views cannot overlap any of the consumer's
-	// views (git vs bucket) cannot change what the consumer sees either.
-	pushers := map[string]map[string]*taskPlan{}
-	for _, p := range plans {
-		for ws, push := range p.pushes {
-			if push && !p.finally {
-				if pushers[ws] == nil {
-					pushers[ws] = map[string]*taskPlan{}
-				}
-				pushers[ws][p.name] = p
-			}
-		}
-	}
+	linkProducers(plans, g, optionalProducers(spec, g))
+	return plans, nil
+}
+
+// linkProducers decides, per workspace, which tasks each task pulls from and
+// which of its tasks push at all.
+//
+// A task pulls from every upstream task that pushes the workspace, whatever
+// the subPaths: a subPath may be a symlink inside the workspace that another
+// task made (current -> releases/v1), which the kubelet follows on a PVC, so
+// which views see which writes is only known at run time. The step resolves
+// the views then and skips a delta whose producer's views cannot reach its
+// own. Upstream tasks that do not push contribute nothing, and listing them
+// would only cost lookups.
+func linkProducers(plans []*taskPlan, g *graph, optional map[string]bool) {
+	pushers := pushersByWorkspace(plans)
 	read := map[string]map[string]bool{} // workspace -> tasks someone pulls from
 	for _, p := range plans {
 		p.pullsFrom = map[string][]string{}
+		p.optional = map[string][]string{}
 		for _, ws := range p.workspaces {
 			for _, up := range g.upstream(p.name, p.finally) {
-				if producer := pushers[ws][up]; producer != nil && reaches(producer.views[ws], p.views[ws]) {
-					p.pullsFrom[ws] = append(p.pullsFrom[ws], up)
-					if read[ws] == nil {
-						read[ws] = map[string]bool{}
-					}
-					read[ws][up] = true
+				if !pushers[ws][up] {
+					continue
 				}
+				p.pullsFrom[ws] = append(p.pullsFrom[ws], up)
+				// A finally task learns each producer's outcome from Tekton
+				// at run time instead (producerStatusValue).
+				if optional[up] && !p.finally {
+					p.optional[ws] = append(p.optional[ws], up)
+				}
+				if read[ws] == nil {
+					read[ws] = map[string]bool{}
+				}
+				read[ws][up] = true
 			}
 		}
 	}
@@ -127,7 +151,27 @@ func planTasks(spec *v1.PipelineSpec, converted map[string]bool, resolved Resolv
 			p.pushes[ws] = p.pushes[ws] && read[ws][p.name]
 		}
 	}
-	return plans, nil
+}
+
+// pushersByWorkspace returns, per workspace, the tasks (not finally) with a
+// writable binding to it: the tasks that may change what later tasks see.
+func pushersByWorkspace(plans []*taskPlan) map[string]map[string]bool {
+	pushers := map[string]map[string]bool{}
+	for _, p := range plans {
+		if p.finally {
+			continue
+		}
+		for ws, push := range p.pushes {
+			if !push {
+				continue
+			}
+			if pushers[ws] == nil {
+				pushers[ws] = map[string]bool{}
+			}
+			pushers[ws][p.name] = true
+		}
+	}
+	return pushers
 }
 
 func planTask(pt v1.PipelineTask, bindings []v1.WorkspacePipelineTaskBinding, resolved Resolved) (*taskPlan, error) {
@@ -179,7 +223,6 @@ func planTask(pt v1.PipelineTask, bindings []v1.WorkspacePipelineTaskBinding, re
 		}
 		views[ws] = append(views[ws], view{subPath: b.SubPath, writable: !decl.ReadOnly})
 	}
-	p.views = views
 	return p, nil
 }
 
@@ -187,23 +230,6 @@ func planTask(pt v1.PipelineTask, bindings []v1.WorkspacePipelineTaskBinding, re
 type view struct {
 	subPath  string
 	writable bool
-}
-
-// reaches reports whether writes through any writable view of a producer can
-// show up in any view of a consumer. A subPath with a variable may become
-// anything at run time, so it reaches everything.
-func reaches(producer, consumer []view) bool {
-	for _, w := range producer {
-		if !w.writable {
-			continue
-		}
-		for _, r := range consumer {
-			if strings.Contains(w.subPath, "$(") || strings.Contains(r.subPath, "$(") || overlaps(w.subPath, r.subPath) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // overlaps reports whether two subPath views of one workspace share files.
