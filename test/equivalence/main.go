@@ -12,13 +12,21 @@
 // after the task's own steps.
 //
 // Determinism: the PVC run is serialized along a topological order of the DAG
-// (each task runAfter the previous one), so each task's own changes are exactly
-// its after-view minus its before-view. The converted run keeps the real DAG.
-// For each converted task the expected before-view is the initial (empty)
-// workspace plus its ancestors' PVC changes, in topological order, seen
-// through the task's subPath; what a parallel sibling wrote is a race on a
-// PVC and is not compared. Both runs must end the same, the converted one
-// must have created no PVC and left its artifacts in the registry.
+// (each task runAfter the previous one), and replayed in that order
+// (model.go): each task's change is what its pod showed on top of the state
+// the tasks before it left, in the order it happened: the kubelet's subPath
+// directories, what appeared before its steps (its sidecars), what its steps
+// did. The converted run keeps the real DAG. For each converted task the
+// expected before-view is the initial (empty) workspace plus its ancestors'
+// PVC changes, in topological order, plus what its own pod added before its
+// steps, seen through the task's subPath; what a parallel sibling wrote is a
+// race on a PVC and is not compared. Both runs must end the same, the
+// converted one must have created no PVC and left its artifacts in the
+// registry.
+//
+// With -fault registry-data-lost:TASK the outcome is asserted instead of
+// equivalence (faults.go): the converted run must fail loudly at the pull of
+// TASK's consumer.
 //
 // Exit status: 0 equivalent, 1 a difference (printed per task), 2 an error.
 // With -expect-diff the first two are swapped (the harness's own negative test).
@@ -86,7 +94,7 @@ func main() {
 	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
-	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC)")
+	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (the run's repositories deleted from the registry's storage once TASK succeeded: the consumer's pull must fail with exit 4)")
 	flag.Parse()
 	if len(fs) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: equivalence -f run.yaml [-f pipeline.yaml ...]")
@@ -130,6 +138,9 @@ type kase struct {
 	verbose bool
 	fault   string
 	wall    map[string]time.Duration
+	// faultFailed: the fault could not be injected (registry-data-lost), so
+	// the outcome it asserts says nothing
+	faultFailed bool
 }
 
 // ---- kubectl
@@ -190,10 +201,12 @@ func s(o obj, k string) string { v, _ := o[k].(string); return v }
 
 func list(o obj, k string) []any { v, _ := o[k].([]any); return v }
 
-// observer is a step that prints every declared workspace's tree.
+// observer is a step that prints every declared workspace's tree. pipefail:
+// a find or stat that fails (a path too long, a vanished entry) fails the
+// step, so a view is never silently short (compare reports a failed observer).
 func observer(name string, workspaces []string) obj {
 	var b strings.Builder
-	b.WriteString("#!/bin/sh\nset -e\n")
+	b.WriteString("#!/bin/sh\nset -e -o pipefail\n")
 	for _, w := range workspaces {
 		fmt.Fprintf(&b, "echo 'EQ-VIEW %s'\n", w)
 		fmt.Fprintf(&b, "cd \"$(workspaces.%s.path)\"\n", w)
@@ -499,13 +512,16 @@ func (c *kase) run(paths []string) (int, error) {
 		if _, err := kc(b, "create", "-f", "-"); err != nil {
 			return 0, err
 		}
-		faultDone := make(chan string, 1)
+		faultDone, stop := make(chan string, 1), make(chan struct{})
 		if task, ok := strings.CutPrefix(c.fault, "registry-restart:"); ok && kind == "oci" {
 			go func() { faultDone <- c.restartRegistryWhen(task) }()
+		} else if task, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok && kind == "oci" {
+			go func() { faultDone <- c.loseRegistryDataWhen(task, tasks, converted, stop) }()
 		} else {
 			faultDone <- ""
 		}
 		rr, err := c.wait(kind)
+		close(stop)
 		if err != nil {
 			return 0, err
 		}
@@ -528,8 +544,19 @@ func (c *kase) run(paths []string) (int, error) {
 
 type taskRun struct {
 	name, pod, status string
-	logs              map[string]string // step container -> log
+	logs              map[string]string    // step name -> log
+	steps             map[string]stepState // step name -> how it ended
 }
+
+// stepState is how a step ended (TaskRun status.steps[]).
+type stepState struct {
+	terminated bool
+	exitCode   int
+	reason     string // terminationReason: Completed, Error, Skipped (a step before failed), ...
+}
+
+// ran says whether the step itself ran, as far as the TaskRun tells.
+func (st stepState) ran() bool { return st.terminated && st.reason != "Skipped" }
 
 type runResult struct {
 	kind     string
@@ -573,13 +600,17 @@ func (c *kase) collect(rr *runResult) error {
 	rr.taskRuns = map[string][]*taskRun{}
 	for _, tr := range trs.Items {
 		pt := s(m(tr, "metadata", "labels"), "tekton.dev/pipelineTask")
-		t := &taskRun{name: s(m(tr, "metadata"), "name"), pod: s(m(tr, "status"), "podName"), logs: map[string]string{}}
+		t := &taskRun{name: s(m(tr, "metadata"), "name"), pod: s(m(tr, "status"), "podName"), logs: map[string]string{}, steps: map[string]stepState{}}
 		for _, cond := range list(m(tr, "status"), "conditions") {
 			if s(cond.(obj), "type") == "Succeeded" {
 				t.status = s(cond.(obj), "status") + "/" + s(cond.(obj), "reason")
 			}
 		}
 		for _, st := range list(m(tr, "status"), "steps") {
+			if term := m(st, "terminated"); term != nil {
+				code, _ := term["exitCode"].(float64)
+				t.steps[s(st.(obj), "name")] = stepState{terminated: true, exitCode: int(code), reason: s(st.(obj), "terminationReason")}
+			}
 			cn := s(st.(obj), "container")
 			if t.pod == "" || cn == "" {
 				continue
@@ -618,8 +649,43 @@ func views(log string) map[string]tree {
 	return out
 }
 
-// taskDelta is a task's own change of pipeline workspace w (all its views,
-// all its matrix instances).
+// pods is what the observer steps of a task's TaskRuns printed for pipeline
+// workspace w: one pod per TaskRun that had one.
+func pods(t *ptask, trs []*taskRun, w string) []pod {
+	if !bindsWS(t, w) {
+		return nil
+	}
+	var out []pod
+	for _, tr := range trs {
+		if tr.pod == "" {
+			continue
+		}
+		before, after := views(tr.logs[stepBefore]), views(tr.logs[stepAfter])
+		var p pod
+		for _, b := range t.bindings {
+			if b.pipelineWS == w {
+				p = append(p, boundView{subPath: b.subPath, before: before[b.taskWS], after: after[b.taskWS]})
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// subPaths lists the subPaths through which a task binds pipeline workspace w.
+func subPaths(t *ptask, w string) []string {
+	var out []string
+	for _, b := range t.bindings {
+		if b.pipelineWS == w {
+			out = append(out, b.subPath)
+		}
+	}
+	return out
+}
+
+// taskDelta is what a task's views changed between its two observer steps
+// (all its views, all its matrix instances): what the converted run shows
+// it wrote, for the summary line.
 func taskDelta(t *ptask, trs []*taskRun, w string) delta {
 	d := delta{Set: tree{}}
 	for _, tr := range trs {
@@ -672,6 +738,21 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 	}
 	if anno == "" {
 		problem("the labelled run was not converted: annotations %v", m(oci.obj, "metadata", "annotations"))
+	}
+	if producer, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok {
+		// the registry lost the run's data: a loud failure is the right outcome
+		if c.faultFailed {
+			return diffs, errors.New("the fault was not injected (see `fault:` above)")
+		}
+		for _, l := range dataLostProblems(pvc, oci, producer, tasks, converted) {
+			problem("%s", l)
+		}
+		for _, t := range consumers(producer, tasks, converted) {
+			for _, tr := range oci.taskRuns[t.name] {
+				fmt.Printf("  registry data lost: consumer %s: %s\n", tr.name, pullSummary(tr))
+			}
+		}
+		return diffs, nil
 	}
 	if pvc.status != oci.status {
 		problem("run status: PVC %s, converted %s", pvc.status, oci.status)
@@ -732,14 +813,29 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		}
 	}
 
-	// task by task, in topological order
-	pvcDelta := map[string]map[string]delta{} // task -> workspace -> delta
-	for _, t := range order {
-		pvcDelta[t.name] = map[string]delta{}
-		for w := range converted {
-			pvcDelta[t.name][w] = taskDelta(t, pvc.taskRuns[t.name], w)
+	// an observer that failed printed a short view: nothing below can be trusted for that task
+	for _, rr := range []*runResult{pvc, oci} {
+		for _, line := range failedObservers(rr) {
+			problem("%s", line)
 		}
 	}
+
+	// The PVC run replayed in its serialized order (model.go): each task's
+	// change on top of what the tasks before it left.
+	names := make([]string, len(order))
+	for i, t := range order {
+		names[i] = t.name
+	}
+	changes := map[string]map[string]change{} // workspace -> task -> change
+	for w := range converted {
+		var rt []replayTask
+		for _, t := range order {
+			rt = append(rt, replayTask{name: t.name, finally: t.finally, subPaths: subPaths(t, w), pods: pods(t, pvc.taskRuns[t.name], w)})
+		}
+		changes[w] = replay(rt)
+	}
+
+	// task by task, in topological order
 	fmt.Printf("  %-22s %-22s %-22s %s\n", "task", "PVC", "converted", "sees / writes")
 	for _, t := range order {
 		ps, os := statuses(pvc.taskRuns[t.name]), statuses(oci.taskRuns[t.name])
@@ -753,34 +849,29 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 			if !bindsWS(t, w) {
 				continue
 			}
-			// what the ancestors left, PVC semantics
-			state := tree{}
-			for _, u := range order {
-				if anc[u.name] {
-					state.apply(pvcDelta[u.name][w])
-				}
-			}
+			// what the ancestors left, PVC semantics, plus what the task's
+			// own pod added before its steps on the PVC (sidecars)
+			state := ancestorState(names, anc, changes[w])
+			own := changes[w][t.name]
 			for _, tr := range oci.taskRuns[t.name] {
 				before := views(tr.logs[stepBefore])
 				for _, b := range t.bindings {
 					if b.pipelineWS != w {
 						continue
 					}
-					want := state.view(b.subPath)
+					want, _ := expect(state, own, b.subPath)
 					seen += len(before[b.taskWS])
 					for _, l := range diffLines(want, before[b.taskWS]) {
 						lines = append(lines, fmt.Sprintf("  %s sees through %s (subPath %q): %s", tr.name, b.taskWS, b.subPath, strings.TrimSpace(l)))
 					}
 				}
 			}
-			// after its own steps: what the ancestors left plus the task's
-			// own change on the PVC (comparing views, not deltas: a directory
-			// that a sibling happened to create first on the PVC is still the
-			// same directory). Matrix instances are compared as their union.
+			// after its own steps: that plus what its steps did on the PVC
+			// (comparing views, not deltas: a directory that a sibling
+			// happened to create first on the PVC is still the same
+			// directory). Matrix instances are compared as their union.
 			od := taskDelta(t, oci.taskRuns[t.name], w)
 			wrote += len(od.Set) + len(od.Deleted)
-			after := state.clone()
-			after.apply(pvcDelta[t.name][w])
 			for _, b := range t.bindings {
 				if b.pipelineWS != w || len(oci.taskRuns[t.name]) == 0 || ps != os {
 					continue
@@ -791,7 +882,8 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 						got[p] = e
 					}
 				}
-				for _, l := range diffLines(after.view(b.subPath), got) {
+				_, want := expect(state, own, b.subPath)
+				for _, l := range diffLines(want, got) {
 					lines = append(lines, fmt.Sprintf("  after its steps, through %s (subPath %q): %s", b.taskWS, b.subPath, strings.TrimSpace(l)))
 				}
 			}
@@ -834,6 +926,23 @@ func bindsWS(t *ptask, w string) bool {
 	return false
 }
 
+// failedObservers names the observer steps of a run that ran and failed:
+// their views are short (see observer), so a comparison would mislead.
+func failedObservers(rr *runResult) []string {
+	var out []string
+	for task, trs := range rr.taskRuns {
+		for _, tr := range trs {
+			for _, step := range []string{stepBefore, stepAfter} {
+				if st := tr.steps[step]; st.ran() && st.exitCode != 0 {
+					out = append(out, fmt.Sprintf("%s: %s run: observer step %s of %s exited %d: its view is incomplete (its log says why)", task, rr.kind, step, tr.name, st.exitCode))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func statuses(trs []*taskRun) string {
 	if len(trs) == 0 {
 		return "not run"
@@ -847,70 +956,4 @@ func statuses(trs []*taskRun) string {
 		return fmt.Sprintf("%dx %s", len(out), out[0])
 	}
 	return strings.Join(out, ",")
-}
-
-// ---- faults
-
-func scaleWebhook(n int) error {
-	ns := envOr("CHART_NS", "tekton-oci-transport")
-	if _, err := kc(nil, "-n", ns, "scale", "deployment", "tekton-oci-transport", fmt.Sprintf("--replicas=%d", n)); err != nil {
-		return err
-	}
-	if n > 0 {
-		_, err := kc(nil, "-n", ns, "rollout", "status", "deployment/tekton-oci-transport", "--timeout=120s")
-		return err
-	}
-	// wait until no webhook pod is left (the Service has no endpoint)
-	for i := 0; i < 60; i++ {
-		out, err := kc(nil, "-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=webhook", "-o", "name")
-		if err == nil && strings.TrimSpace(string(out)) == "" {
-			return nil
-		}
-		time.Sleep(time.Second)
-	}
-	return errors.New("webhook pods still there after 60s")
-}
-
-// restartRegistryWhen takes the registry down (its pod deleted) for 4 s as
-// soon as the step `work` of task's TaskRun in the converted run starts: its
-// push, a second later, meets no registry and must retry.
-func (c *kase) restartRegistryWhen(task string) string {
-	deadline := time.Now().Add(c.timeout)
-	for time.Now().Before(deadline) {
-		var trs struct{ Items []obj }
-		if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun=oci,tekton.dev/pipelineTask="+task); err == nil {
-			for _, tr := range trs.Items {
-				for _, st := range list(m(tr, "status"), "steps") {
-					// every step container of a pod "runs" from the start (the
-					// entrypoint holds it): the step before `work` ending is
-					// what says `work` runs, and its push comes next.
-					if s(st.(obj), "name") == stepBefore && m(st, "terminated") != nil {
-						start := time.Now()
-						old, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o", "jsonpath={.items[*].metadata.name}")
-						// down for 4 s (scaled to zero: the pod is deleted), then back
-						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", "registry", "--replicas=0"); err != nil {
-							return "stopping the registry: " + err.Error()
-						}
-						time.Sleep(4 * time.Second)
-						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", "registry", "--replicas=1"); err != nil {
-							return "starting the registry: " + err.Error()
-						}
-						for time.Since(start) < 2*time.Minute {
-							out, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o",
-								`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
-							for _, l := range strings.Split(string(out), "\n") {
-								if f := strings.Fields(l); len(f) == 2 && f[1] == "True" && !strings.Contains(string(old), f[0]) {
-									return fmt.Sprintf("registry pod %s deleted while %s ran; a new one was ready %s later", strings.TrimSpace(string(old)), task, time.Since(start).Round(100*time.Millisecond))
-								}
-							}
-							time.Sleep(200 * time.Millisecond)
-						}
-						return "registry not back after 2 minutes"
-					}
-				}
-			}
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	return "task " + task + " never ran: no fault injected"
 }

@@ -70,9 +70,13 @@ func (t tree) clone() tree {
 	return out
 }
 
-// view returns the part of the workspace root that a binding with subPath sees.
-func (t tree) view(subPath string) tree {
-	sp := strings.Trim(path.Clean("/"+subPath), "/")
+// view returns the part of the workspace root that a binding with subPath
+// sees, the subPath resolved in t as the kubelet does.
+func (t tree) view(subPath string) tree { return t.viewAt(t.resolve(subPath)) }
+
+// viewAt returns what is under root (a resolved subPath), relative to it.
+func (t tree) viewAt(root string) tree {
+	sp := cleanSubPath(root)
 	out := tree{}
 	for p, e := range t {
 		if sp == "" {
@@ -84,9 +88,44 @@ func (t tree) view(subPath string) tree {
 	return out
 }
 
+func cleanSubPath(subPath string) string { return strings.Trim(path.Clean("/"+subPath), "/") }
+
+// resolve returns the directory of the workspace that a binding with subPath
+// mounts: on a PVC the kubelet follows symlinks among the subPath's
+// components when they stay inside the volume (a subPath `current` that is a
+// link to `releases/v1` mounts releases/v1). A link it would refuse
+// (absolute, leaving the volume, a loop) is not followed: the pod would not
+// start, and the lexical path is as good an answer as any.
+func (t tree) resolve(subPath string) string {
+	sp := cleanSubPath(subPath)
+	if sp == "" {
+		return ""
+	}
+	todo := strings.Split(sp, "/")
+	cur := ""
+	for hops := 0; len(todo) > 0; {
+		next := path.Join(cur, todo[0])
+		todo = todo[1:]
+		e, ok := t[next]
+		if !ok || e.Type != "symlink" {
+			cur = next
+			continue
+		}
+		target := path.Clean(path.Join(cur, e.Target))
+		if hops++; hops > 40 || path.IsAbs(e.Target) || target == ".." || strings.HasPrefix(target, "../") {
+			return sp
+		}
+		if target != "." {
+			todo = append(strings.Split(target, "/"), todo...)
+		}
+		cur = ""
+	}
+	return strings.Trim(cur, "/")
+}
+
 // rooted maps a view's paths back to the workspace root.
 func rooted(subPath, p string) string {
-	sp := strings.Trim(path.Clean("/"+subPath), "/")
+	sp := cleanSubPath(subPath)
 	if sp == "" {
 		return p
 	}
@@ -153,6 +192,9 @@ func (t tree) apply(d delta) {
 	sort.Strings(paths)
 	for _, p := range paths {
 		e := d.Set[p]
+		if old, ok := t[p]; ok && e.implicit && old.Type == "dir" {
+			continue // a directory known in full stays so
+		}
 		// a path replaced by another type loses what was under it
 		if old, ok := t[p]; ok && old.Type == "dir" && e.Type != "dir" {
 			for q := range t {
@@ -211,4 +253,177 @@ func diffDeltas(pvc, oci delta) []string {
 		out = append(out, fmt.Sprintf("  deleted: PVC [%s], converted [%s]", a, b))
 	}
 	return out
+}
+
+// intersect keeps what d and o both set to the same entry, and both deleted.
+func (d delta) intersect(o delta) delta {
+	out := delta{Set: tree{}}
+	for p, e := range d.Set {
+		if oe, ok := o.Set[p]; ok && oe.equal(e) {
+			out.Set[p] = e
+		}
+	}
+	gone := map[string]bool{}
+	for _, p := range o.Deleted {
+		gone[p] = true
+	}
+	for _, p := range d.Deleted {
+		if gone[p] {
+			out.Deleted = append(out.Deleted, p)
+		}
+	}
+	return out
+}
+
+// ---- one task's change, replayed from the serialized PVC run
+//
+// On a PVC a task's pod can change the workspace before its steps start, and
+// later tasks see it: its sidecars run first (Tekton mounts the workspaces
+// into them and starts the steps once they are ready), and the kubelet
+// creates a binding's subPath directory (and its parents) when it is missing.
+// Neither shows as a difference between the task's own before- and
+// after-views, so the model keeps the PVC state accumulated along the
+// serialized order and takes each task's change relative to it.
+
+// boundView is what the observer steps printed for one binding of a
+// pipeline workspace in one pod.
+type boundView struct {
+	subPath       string // as bound, before symlinks are resolved
+	before, after tree   // nil: not printed (the step failed or never ran)
+}
+
+// pod is one TaskRun's bindings of one pipeline workspace (a matrix task has
+// several pods).
+type pod []boundView
+
+// change is a task's contribution to a pipeline workspace, relative to the
+// workspace root, in the order it happens: the kubelet's subPath
+// directories, then what appeared in its pods before its steps (podStart:
+// sidecars), then what its steps did. Applied to the state before the task,
+// it gives the task's after-views; the split says what a converted task must
+// already see before its steps.
+type change struct {
+	ran      bool     // it had a pod (a task skipped by `when` has none)
+	subPaths []string // its bindings' subPaths, for the kubelet's directories
+	podStart delta
+	steps    delta
+}
+
+// kubeletDirs is what the kubelet creates when a pod with these subPaths
+// starts on state: each missing subPath directory and its missing parents.
+// They are implicit (their type is compared, not their mode: the kubelet
+// gives them the mode of the volume's root, which differs between a PVC and
+// an emptyDir).
+func kubeletDirs(state tree, subPaths []string) delta {
+	d := delta{Set: tree{}}
+	for _, sp := range subPaths {
+		for dir := state.resolve(sp); dir != "" && dir != "."; dir = path.Dir(dir) {
+			if _, ok := state[dir]; !ok {
+				d.Set[dir] = entry{Type: "dir", implicit: true}
+			}
+		}
+	}
+	return d
+}
+
+// observeChange is a task's change on top of state (what the tasks before it
+// in the serialized PVC run left), from its pods' views. podStart is what
+// every pod showed before its steps that state and the kubelet do not
+// explain (matrix instances run at once: what only some saw came from a
+// sibling instance). steps is what the after-views show on top of that.
+// Views are mounted where their subPath resolved in state at pod start.
+func observeChange(state tree, subPaths []string, pods []pod) change {
+	c := change{ran: len(pods) > 0, subPaths: subPaths, podStart: delta{Set: tree{}}, steps: delta{Set: tree{}}}
+	if !c.ran {
+		return c
+	}
+	base := state.clone()
+	base.apply(kubeletDirs(state, subPaths))
+	for i, p := range pods {
+		d := delta{Set: tree{}}
+		for _, b := range p {
+			if b.before != nil {
+				root := state.resolve(b.subPath)
+				d.merge(diffViews(root, base.viewAt(root), b.before))
+			}
+		}
+		if i == 0 {
+			c.podStart = d
+		} else {
+			c.podStart = c.podStart.intersect(d)
+		}
+	}
+	base.apply(c.podStart)
+	for _, p := range pods {
+		for _, b := range p {
+			if b.after != nil {
+				root := state.resolve(b.subPath)
+				c.steps.merge(diffViews(root, base.viewAt(root), b.after))
+			}
+		}
+	}
+	return c
+}
+
+// applyChange applies a task's change to t (PVC semantics).
+func (t tree) applyChange(c change) {
+	if c.ran {
+		t.apply(kubeletDirs(t, c.subPaths))
+	}
+	t.apply(c.podStart)
+	t.apply(c.steps)
+}
+
+// replayTask is one task of the PVC run, in the serialized order.
+type replayTask struct {
+	name     string
+	finally  bool
+	subPaths []string
+	pods     []pod
+}
+
+// replay walks the PVC run in its serialized order and returns each task's
+// change. Tekton runs `finally` tasks at once after every task (they cannot
+// be serialized: runAfter is not allowed there), so each starts from the
+// state the tasks left; what one finally task sees of another is a race.
+// The state starts empty, as the test bed's hostPath volumes do (an ext4
+// volume's lost+found would show as the first root view's pod start).
+func replay(tasks []replayTask) map[string]change {
+	out := map[string]change{}
+	state := tree{}
+	for _, t := range tasks {
+		c := observeChange(state, t.subPaths, t.pods)
+		out[t.name] = c
+		if !t.finally {
+			state.applyChange(c)
+		}
+	}
+	return out
+}
+
+// ancestorState is the workspace a converted task must start from: its
+// ancestors' changes applied in the serialized order.
+func ancestorState(order []string, anc map[string]bool, changes map[string]change) tree {
+	s := tree{}
+	for _, n := range order {
+		if anc[n] {
+			s.applyChange(changes[n])
+		}
+	}
+	return s
+}
+
+// expect is what a converted task's binding with subPath must show before
+// and after its steps: its ancestors' state, with the kubelet's directories
+// for its subPaths, plus what its own pod added before its steps on the PVC
+// (its sidecars run in the converted pod too), then plus what its steps did.
+// The view is mounted where subPath resolves in the ancestors' state.
+func expect(anc tree, c change, subPath string) (before, after tree) {
+	s := anc.clone()
+	s.apply(kubeletDirs(anc, c.subPaths))
+	s.apply(c.podStart)
+	root := anc.resolve(subPath)
+	before = s.viewAt(root)
+	s.apply(c.steps)
+	return before, s.viewAt(root)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sort"
 	"strings"
 	"testing"
 )
@@ -8,7 +9,11 @@ import (
 func file(sum string) entry {
 	return entry{Type: "file", Mode: "644", Owner: "0:0", Size: "1", Sha256: sum}
 }
-func dir() entry { return entry{Type: "dir", Mode: "755", Owner: "0:0"} }
+func dir() entry                { return entry{Type: "dir", Mode: "755", Owner: "0:0"} }
+func dirMode(mode string) entry { return entry{Type: "dir", Mode: mode, Owner: "0:0"} }
+func link(target string) entry {
+	return entry{Type: "symlink", Mode: "777", Owner: "0:0", Target: target}
+}
 
 // The model the harness compares converted runs against: a task's own change
 // through a subPath view, rooted at the workspace root, applied with PVC
@@ -80,5 +85,217 @@ func TestObserverParses(t *testing.T) {
 	v := views("EQ-VIEW src\nEQ|src|./a b|file|644|0:0|3|abc|\nnoise\nEQ|src|./l|symlink|777|0:0|0|-|a b\nEQ-VIEW empty\n")
 	if len(v["src"]) != 2 || v["src"]["a b"].Sha256 != "abc" || v["src"]["l"].Target != "a b" || v["empty"] == nil {
 		t.Fatalf("views = %v", v)
+	}
+}
+
+// oldChange is the model before pod-start additions: a task's change was its
+// after-view minus its own before-view, so what appeared in its pod before
+// its steps was nobody's.
+func oldChange(p pod) delta {
+	d := delta{Set: tree{}}
+	for _, b := range p {
+		d.merge(diffViews(b.subPath, b.before, b.after))
+	}
+	return d
+}
+
+// The PVC run of a build pipeline: checkout writes src; build binds src, a
+// cache subPath its sidecar fills before the steps start, and a logs subPath
+// that does not exist yet (the kubelet creates it, nothing is written to it);
+// report binds the root.
+func sidecarRun() (checkout, build pod, reportBefore tree) {
+	checkout = pod{{subPath: "", before: tree{}, after: tree{"src": dir(), "src/main.c": file("m")}}}
+	build = pod{
+		{subPath: "src",
+			before: tree{"main.c": file("m"), ".deps-resolved": file("d")},
+			after:  tree{"main.c": file("m"), ".deps-resolved": file("d"), "app": file("a")}},
+		{subPath: "cache/deps",
+			before: tree{"lib.a": file("l"), "READY": file("r")},
+			after:  tree{"lib.a": file("l"), "READY": file("r")}},
+		{subPath: "logs/build", before: tree{}, after: tree{}},
+	}
+	// the PVC's root is 750, so are the directories the kubelet made in it
+	reportBefore = tree{"src": dir(), "src/main.c": file("m"), "src/.deps-resolved": file("d"), "src/app": file("a"),
+		"cache": dirMode("750"), "cache/deps": dirMode("750"), "cache/deps/lib.a": file("l"), "cache/deps/READY": file("r"),
+		"logs": dirMode("750"), "logs/build": dirMode("750")}
+	return
+}
+
+// The blind spot: a converted run that drops what build's sidecar wrote and
+// the logs directory the kubelet created passed the old model, although the
+// PVC run's report saw both. The new model expects them.
+func TestSidecarWritesAndKubeletDirsReachLaterTasks(t *testing.T) {
+	checkout, build, pvcReport := sidecarRun()
+	// the converted report saw only what the steps of its ancestors wrote
+	droppedReport := tree{"src": dir(), "src/main.c": file("m"), "src/app": file("a")}
+
+	old := tree{}
+	old.apply(oldChange(checkout))
+	old.apply(oldChange(build))
+	if diff := diffLines(old.view(""), droppedReport); len(diff) != 0 {
+		t.Fatalf("the old model was expected to be blind here, it found:\n%s", strings.Join(diff, "\n"))
+	}
+
+	changes := replay([]replayTask{
+		{name: "checkout", subPaths: []string{""}, pods: []pod{checkout}},
+		{name: "build", subPaths: []string{"src", "cache/deps", "logs/build"}, pods: []pod{build}},
+	})
+	anc := ancestorState([]string{"checkout", "build"}, map[string]bool{"checkout": true, "build": true}, changes)
+	want, _ := expect(anc, change{}, "")
+	diff := diffLines(want, droppedReport)
+	got := strings.Join(diff, "\n")
+	for _, p := range []string{"src/.deps-resolved", "cache/deps/lib.a", "cache/deps/READY", "logs/build"} {
+		if !strings.Contains(got, "missing   "+p+" ") {
+			t.Errorf("no missing %s in:\n%s", p, got)
+		}
+	}
+	// a faithful converted run: its kubelet made the directories in an
+	// emptyDir (mode 777): their mode is not compared
+	faithful := pvcReport.clone()
+	for _, p := range []string{"cache", "cache/deps", "logs", "logs/build"} {
+		faithful[p] = dirMode("777")
+	}
+	if diff := diffLines(want, faithful); len(diff) != 0 {
+		t.Fatalf("a faithful converted report differs:\n%s", strings.Join(diff, "\n"))
+	}
+	// and the model agrees with the PVC run itself
+	if diff := diffLines(want, pvcReport); len(diff) != 0 {
+		t.Fatalf("the model differs from the PVC run:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// The converted build must see its ancestors' state plus what its own pod
+// added before the steps (its sidecar runs in the converted pod too), and
+// after its steps that plus what the steps did, a deletion of a sidecar's
+// file included.
+func TestConvertedTaskSeesItsPodStart(t *testing.T) {
+	checkout, build, _ := sidecarRun()
+	build[0].after = tree{"main.c": file("m"), "app": file("a")} // the steps delete .deps-resolved
+	changes := replay([]replayTask{
+		{name: "checkout", subPaths: []string{""}, pods: []pod{checkout}},
+		{name: "build", subPaths: []string{"src", "cache/deps", "logs/build"}, pods: []pod{build}},
+	})
+	c := changes["build"]
+	if _, ok := c.podStart.Set["src/.deps-resolved"]; !ok || len(c.podStart.Set) != 3 {
+		t.Fatalf("pod start = %v", c.podStart)
+	}
+	if strings.Join(c.steps.Deleted, ",") != "src/.deps-resolved" || len(c.steps.Set) != 1 {
+		t.Fatalf("steps = %+v", c.steps)
+	}
+	anc := ancestorState([]string{"checkout", "build"}, map[string]bool{"checkout": true}, changes)
+	before, after := expect(anc, c, "src")
+	if diff := diffLines(tree{"main.c": file("m"), ".deps-resolved": file("d")}, before); len(diff) != 0 {
+		t.Fatalf("before:\n%s", strings.Join(diff, "\n"))
+	}
+	if diff := diffLines(tree{"main.c": file("m"), "app": file("a")}, after); len(diff) != 0 {
+		t.Fatalf("after:\n%s", strings.Join(diff, "\n"))
+	}
+	if before, _ := expect(anc, c, "cache/deps"); len(before) != 2 {
+		t.Fatalf("cache view before = %v", before)
+	}
+	// the old model wanted the sidecar's files gone from the converted view
+	old := tree{}
+	old.apply(oldChange(checkout))
+	if _, ok := old.view("src")[".deps-resolved"]; ok {
+		t.Fatal("the old model knew the sidecar's file")
+	}
+}
+
+// Matrix instances run at once on the PVC: what only some instances saw at
+// pod start came from a sibling (a race), what every instance saw came from
+// their own pods.
+func TestMatrixPodStartIsWhatEveryInstanceSaw(t *testing.T) {
+	base := tree{"VERSION": file("v")}
+	one := pod{{subPath: "", before: tree{"VERSION": file("v"), "sidecar.log": file("s")},
+		after: tree{"VERSION": file("v"), "sidecar.log": file("s"), "app-1": file("1")}}}
+	two := pod{{subPath: "", before: tree{"VERSION": file("v"), "sidecar.log": file("s"), "app-1": file("1")},
+		after: tree{"VERSION": file("v"), "sidecar.log": file("s"), "app-1": file("1"), "app-2": file("2")}}}
+	c := observeChange(base, []string{""}, []pod{one, two})
+	if len(c.podStart.Set) != 1 || c.podStart.Set["sidecar.log"].Type != "file" {
+		t.Fatalf("pod start = %v", c.podStart)
+	}
+	if len(c.steps.Set) != 2 || len(c.steps.Deleted) != 0 {
+		t.Fatalf("steps = %+v", c.steps)
+	}
+}
+
+// A subPath that is a symlink inside the volume is resolved by the kubelet:
+// the view is the link's target, and writes through it land there.
+func TestSubPathThroughSymlink(t *testing.T) {
+	s := tree{"releases": dir(), "releases/v1": dir(), "releases/v1/app": file("a"), "current": link("releases/v1"),
+		"up": link("../outside"), "abs": link("/etc"), "loop": link("loop")}
+	if got := s.resolve("current"); got != "releases/v1" {
+		t.Fatalf("resolve(current) = %q", got)
+	}
+	if got := s.resolve("current/sub"); got != "releases/v1/sub" {
+		t.Fatalf("resolve(current/sub) = %q", got)
+	}
+	for _, sp := range []string{"up", "abs", "loop", "missing/x"} {
+		if got := s.resolve(sp); got != sp {
+			t.Errorf("resolve(%s) = %q, want it unresolved", sp, got)
+		}
+	}
+	if v := s.view("current"); len(v) != 1 || v["app"].Sha256 != "a" {
+		t.Fatalf("view(current) = %v", v)
+	}
+	c := observeChange(s, []string{"current"}, []pod{{{subPath: "current",
+		before: tree{"app": file("a")}, after: tree{"app": file("a"), "notes": file("n")}}}})
+	if _, ok := c.steps.Set["releases/v1/notes"]; !ok || len(c.podStart.Set) != 0 {
+		t.Fatalf("change = %+v", c)
+	}
+	if k := kubeletDirs(s, []string{"current"}); len(k.Set) != 0 {
+		t.Fatalf("an existing link target needs no directory: %v", k.Set)
+	}
+}
+
+// The kubelet's directories are implicit (type only) and never replace a
+// directory the state knows in full.
+func TestKubeletDirs(t *testing.T) {
+	s := tree{"cache": dirMode("700")}
+	k := kubeletDirs(s, []string{"", "cache/deps", "logs/build/"})
+	var got []string
+	for p, e := range k.Set {
+		if !e.implicit {
+			t.Errorf("%s is not implicit", p)
+		}
+		got = append(got, p)
+	}
+	sort.Strings(got)
+	if strings.Join(got, ",") != "cache/deps,logs,logs/build" {
+		t.Fatalf("kubelet dirs = %v", got)
+	}
+	s.apply(delta{Set: tree{"cache": {Type: "dir", implicit: true}}})
+	if s["cache"].Mode != "700" {
+		t.Fatalf("an implicit directory replaced a known one: %v", s["cache"])
+	}
+}
+
+// finally tasks run at once after every task: each starts from the state the
+// tasks left, not from another finally task's change.
+func TestReplayFinallyStartsFromTheTasksState(t *testing.T) {
+	changes := replay([]replayTask{
+		{name: "a", subPaths: []string{""}, pods: []pod{{{subPath: "", before: tree{}, after: tree{"a": file("a")}}}}},
+		{name: "f1", finally: true, subPaths: []string{""}, pods: []pod{{{subPath: "", before: tree{"a": file("a")}, after: tree{"a": file("a"), "f1": file("1")}}}}},
+		{name: "f2", finally: true, subPaths: []string{""}, pods: []pod{{{subPath: "", before: tree{"a": file("a")}, after: tree{"a": file("a"), "f2": file("2")}}}}},
+		{name: "skipped", subPaths: []string{"never"}},
+	})
+	if d := changes["f2"].steps; len(d.Deleted) != 0 || len(d.Set) != 1 {
+		t.Fatalf("f2 = %+v", d)
+	}
+	if c := changes["skipped"]; c.ran || !c.podStart.empty() || !c.steps.empty() {
+		t.Fatalf("a skipped task changed something: %+v", c)
+	}
+	if s := ancestorState([]string{"a", "skipped"}, map[string]bool{"a": true, "skipped": true}, changes); len(s) != 1 {
+		t.Fatalf("state = %v (a skipped task's subPath has no kubelet directory)", s)
+	}
+}
+
+// A view the observer never printed (its step failed or never ran) says
+// nothing: it is not an empty view that deleted everything.
+func TestUnprintedViewIsUnknown(t *testing.T) {
+	s := tree{"a": file("a")}
+	c := observeChange(s, []string{""}, []pod{{{subPath: "", before: tree{"a": file("a")}, after: nil}}})
+	if !c.steps.empty() {
+		t.Fatalf("steps = %+v", c.steps)
 	}
 }

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const busybox = "/bin/busybox" // test/cluster/up.sh installs busybox-static: the same binary as the cluster's busybox image
+
+// TestCorpusOnLocalVolume runs the corpus cases' scripts with busybox on one
+// local directory, as the serialized PVC run does (the kubelet's subPath
+// directories, the sidecars until their readinessProbe passes, the observer
+// steps around the steps), and checks that the model replays what the
+// observers printed: each task's before- and after-views are the state the
+// tasks before it left plus its own change. Without a cluster, this checks
+// that the cases' scripts work on a shared volume, that the observer prints
+// their shapes faithfully (long paths, FIFOs, `=`, modes, links) and that
+// the model's views (symlinked subPaths, the kubelet's directories, sidecar
+// writes) match a real file system. Read-only mounts are not enforced here.
+func TestCorpusOnLocalVolume(t *testing.T) {
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skip("no " + busybox + " (test/cluster/up.sh installs busybox-static)")
+	}
+	bin := t.TempDir() // busybox's applets first in PATH, as in the cluster's busybox image
+	out, err := exec.Command(busybox, "--list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if err := os.Symlink(busybox, filepath.Join(bin, a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			if name == "big-file" {
+				t.Skip("213 MB: left to the cluster")
+			}
+			runLocally(t, f, bin)
+		})
+	}
+}
+
+func runLocally(t *testing.T, file, bin string) {
+	docs, err := readDocs([]string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := docs[0]
+	pspec := m(run, "spec", "pipelineSpec")
+	specs := map[string]obj{}
+	for _, sect := range []string{"tasks", "finally"} {
+		for _, pt := range list(pspec, sect) {
+			if m(pt, "taskSpec") == nil || pt.(obj)["matrix"] != nil || pt.(obj)["when"] != nil {
+				t.Skip("only inline tasks without matrix or when run locally")
+			}
+			specs[s(pt.(obj), "name")] = m(pt, "taskSpec")
+		}
+	}
+	params := map[string]string{}
+	for _, p := range list(m(run, "spec"), "params") {
+		params[s(p.(obj), "name")], _ = p.(obj)["value"].(string)
+	}
+	vol := t.TempDir()
+	t.Cleanup(func() { _ = exec.Command(busybox, "chmod", "-R", "u+rwx", vol).Run() }) // 555 directories
+	env := []string{"PATH=" + bin, "HOME=/root"}
+
+	states := map[string]tree{} // pipeline workspace -> the state the tasks so far left
+	tasks := pipelineTasks(pspec, params)
+	for _, pt := range topo(tasks) {
+		spec := specs[pt.name]
+		var wsNames []string
+		repl := map[string]string{} // $(workspaces.x.path) and its mount path -> the local directory
+		for _, d := range list(spec, "workspaces") {
+			n := s(d.(obj), "name")
+			wsNames = append(wsNames, n)
+			mp := s(d.(obj), "mountPath")
+			if mp == "" {
+				mp = "/workspace/" + n
+			}
+			for _, b := range pt.bindings {
+				if b.taskWS == n {
+					dir := filepath.Join(vol, b.subPath)
+					if _, err := os.Stat(dir); err != nil { // the kubelet makes a missing subPath
+						if err := os.MkdirAll(dir, 0o755); err != nil {
+							t.Fatal(err)
+						}
+					}
+					repl["$(workspaces."+n+".path)"], repl[mp] = dir, dir
+				}
+			}
+		}
+		sh := func(script string, wait bool) (*exec.Cmd, string) {
+			for k, v := range repl {
+				script = strings.ReplaceAll(script, k, v)
+			}
+			cmd := exec.Command(busybox, "sh", "-c", "set -e\n"+script)
+			cmd.Dir, cmd.Env = vol, env
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if !wait {
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				return cmd, ""
+			}
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%s: %v\n%s\n%s", pt.name, err, stdout.String(), stderr.String())
+			}
+			return cmd, stdout.String()
+		}
+		for _, sc := range list(spec, "sidecars") {
+			startSidecar(t, sh, sc.(obj), repl, vol, env)
+		}
+		_, before := sh(s(observer(stepBefore, wsNames), "script"), true)
+		for _, st := range list(spec, "steps") {
+			sh(s(st.(obj), "script"), true)
+		}
+		_, after := sh(s(observer(stepAfter, wsNames), "script"), true)
+
+		tr := &taskRun{pod: "local", logs: map[string]string{stepBefore: before, stepAfter: after}}
+		bv, av := views(before), views(after)
+		for _, d := range list(pspec, "workspaces") {
+			w := s(d.(obj), "name")
+			if states[w] == nil {
+				states[w] = tree{}
+			}
+			c := observeChange(states[w], subPaths(pt, w), pods(pt, []*taskRun{tr}, w))
+			// only sidecars (and the kubelet, which the model knows) change a
+			// workspace before the steps: anything else is a view the model
+			// placed wrongly (a symlinked subPath, a kubelet directory)
+			if len(list(spec, "sidecars")) == 0 && !c.podStart.empty() {
+				t.Errorf("%s: pod-start additions without a sidecar: %+v", pt.name, c.podStart)
+			}
+			for _, b := range pt.bindings {
+				if b.pipelineWS != w {
+					continue
+				}
+				want, wantAfter := expect(states[w], c, b.subPath)
+				for _, l := range diffLines(want, bv[b.taskWS]) {
+					t.Errorf("%s sees through %s (subPath %q): %s", pt.name, b.taskWS, b.subPath, strings.TrimSpace(l))
+				}
+				for _, l := range diffLines(wantAfter, av[b.taskWS]) {
+					t.Errorf("%s after its steps, through %s (subPath %q): %s", pt.name, b.taskWS, b.subPath, strings.TrimSpace(l))
+				}
+			}
+			if !pt.finally {
+				states[w].applyChange(c)
+			}
+		}
+	}
+}
+
+// startSidecar starts a sidecar's script and returns once its readinessProbe
+// (an exec probe, run with the same mounts) passes; the sidecar is killed when
+// the test ends (Tekton stops sidecars once the steps are done).
+func startSidecar(t *testing.T, sh func(string, bool) (*exec.Cmd, string), sc obj, repl map[string]string, vol string, env []string) {
+	cmd, _ := sh(s(sc, "script"), false)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	})
+	var probe []string
+	for _, a := range list(m(sc, "readinessProbe", "exec"), "command") {
+		arg := a.(string)
+		for k, v := range repl {
+			if strings.HasPrefix(arg, k+"/") || arg == k {
+				arg = v + strings.TrimPrefix(arg, k)
+			}
+		}
+		probe = append(probe, arg)
+	}
+	if len(probe) == 0 {
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		p := exec.Command(busybox, probe...)
+		p.Dir, p.Env = vol, env
+		if p.Run() == nil {
+			return
+		}
+	}
+	t.Fatalf("sidecar %s not ready after 10s (probe %v)", s(sc, "name"), probe)
+}
+
+// The observer prints what it cannot read as a failure, not as a short view.
+func TestObserverFailsLoudly(t *testing.T) {
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skip("no " + busybox)
+	}
+	dir := t.TempDir()
+	// deeper than PATH_MAX from the top: made one directory at a time with cd
+	script := `cd "` + dir + `"; for i in $(seq 10 31); do mkdir $(printf '%0200d' $i) && cd $(printf '%0200d' $i); done; echo x > f`
+	if out, err := exec.Command(busybox, "sh", "-c", script).CombinedOutput(); err != nil {
+		t.Skipf("cannot make the tree: %v %s", err, out)
+	}
+	obs := strings.ReplaceAll(s(observer(stepBefore, []string{"ws"}), "script"), "$(workspaces.ws.path)", dir)
+	out, err := exec.Command(busybox, "sh", "-c", obs).CombinedOutput()
+	if err == nil {
+		t.Fatalf("the observer succeeded on a tree it cannot read:\n%.300s", out)
+	}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// The fault case's pipeline: produce -> wait (no workspace) -> consume.
+func dataLostCase() ([]*ptask, map[string]bool) {
+	return []*ptask{
+		{name: "produce", bindings: []binding{{taskWS: "ws", pipelineWS: "ws"}}},
+		{name: "wait", deps: []string{"produce"}},
+		{name: "consume", deps: []string{"wait"}, bindings: []binding{{taskWS: "ws", pipelineWS: "ws"}}},
+	}, map[string]bool{"ws": true}
+}
+
+func dataLostRuns(pull stepState, pullLog string, own stepState) (pvc, oci *runResult) {
+	ok := stepState{terminated: true, reason: "Completed"}
+	pvc = &runResult{kind: "pvc", status: "True/Succeeded"}
+	oci = &runResult{kind: "oci", status: "False/Failed", taskRuns: map[string][]*taskRun{
+		"produce": {{name: "oci-produce", status: "True/Succeeded", steps: map[string]stepState{"s": ok}}},
+		"wait":    {{name: "oci-wait", status: "True/Succeeded", steps: map[string]stepState{"s": ok}}},
+		"consume": {{name: "oci-consume", status: "False/Failed",
+			steps: map[string]stepState{"oci-transport-pull-ws": pull, stepBefore: {terminated: true, exitCode: 1, reason: "Skipped"}, "s": own},
+			logs:  map[string]string{"oci-transport-pull-ws": pullLog}}},
+	}}
+	return pvc, oci
+}
+
+func TestDataLostOutcome(t *testing.T) {
+	tasks, converted := dataLostCase()
+	if c := consumers("produce", tasks, converted); len(c) != 1 || c[0].name != "consume" {
+		t.Fatalf("consumers = %v", c)
+	}
+	skipped := stepState{terminated: true, exitCode: 1, reason: "Skipped"}
+	loud := stepState{terminated: true, exitCode: 4, reason: "Error"}
+	missingLog := `level=ERROR msg="pull: tag produce of a producer that ran is missing"`
+
+	pvc, oci := dataLostRuns(loud, missingLog, skipped)
+	if p := dataLostProblems(pvc, oci, "produce", tasks, converted); len(p) != 0 {
+		t.Fatalf("the right outcome was refused: %q", p)
+	}
+	// a silent pull: exit 0, the consumer's steps ran on an empty workspace
+	pvc, oci = dataLostRuns(stepState{terminated: true, reason: "Completed"}, "pull: no artifact", stepState{terminated: true, exitCode: 1, reason: "Error"})
+	oci.status = "True/Succeeded"
+	got := strings.Join(dataLostProblems(pvc, oci, "produce", tasks, converted), "\n")
+	for _, want := range []string{"the converted run did not fail", "step s ran", "no oci-transport-pull-* step exited 4"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
+	}
+	// exit 1 (a generic failure) is not the loud, named failure
+	pvc, oci = dataLostRuns(stepState{terminated: true, exitCode: 1, reason: "Error"}, missingLog, skipped)
+	if p := dataLostProblems(pvc, oci, "produce", tasks, converted); len(p) != 1 || !strings.Contains(p[0], "exit 1") {
+		t.Fatalf("problems = %q", p)
+	}
+	// the consumer never ran: the fault was not exercised
+	pvc, oci = dataLostRuns(loud, missingLog, skipped)
+	delete(oci.taskRuns, "consume")
+	if p := dataLostProblems(pvc, oci, "produce", tasks, converted); len(p) != 1 || !strings.Contains(p[0], "not exercised") {
+		t.Fatalf("problems = %q", p)
+	}
+}
+
+func TestFailedObservers(t *testing.T) {
+	rr := &runResult{kind: "pvc", taskRuns: map[string][]*taskRun{
+		"a": {{name: "pvc-a", steps: map[string]stepState{stepBefore: {terminated: true, exitCode: 1, reason: "Error"}}}},
+		"b": {{name: "pvc-b", steps: map[string]stepState{stepAfter: {terminated: true, exitCode: 1, reason: "Skipped"}}}},
+	}}
+	if got := failedObservers(rr); len(got) != 1 || !strings.Contains(got[0], "pvc-a") {
+		t.Fatalf("failed observers = %q", got)
+	}
+}
