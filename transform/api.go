@@ -120,6 +120,11 @@ const (
 	ReasonReservedName     Reason = "ReservedNameInUse"
 	ReasonInvalidPipeline  Reason = "InvalidPipeline"
 	ReasonUnsupportedShape Reason = "UnsupportedWorkspaceUse"
+	// ReasonNameCollision: two converted workspaces would share a repository.
+	ReasonNameCollision Reason = "WorkspaceNameCollision"
+	// ReasonInvalidReference: an artifact reference the steps would use is
+	// not a valid OCI reference (the steps would exit at run time).
+	ReasonInvalidReference Reason = "InvalidArtifactReference"
 )
 
 // TaskReport says what the conversion did to one PipelineTask.

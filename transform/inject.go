@@ -66,7 +66,7 @@ type stepBuilder struct {
 // pull is the first step for workspace ws: it applies, in order, the deltas
 // of the tasks the plan pulls from into every view of ws.
 func (b stepBuilder) pull(p *taskPlan, ws string, views []stepView) v1.Step {
-	args := append(b.opts.commonArgs("pull"), "--repository", b.repository+"/"+ws,
+	args := append(b.opts.commonArgs("pull"), "--repository", b.repository+"/"+RepositoryComponent(ws),
 		"--from", strings.Join(p.pullsFrom[ws], ","))
 	args = append(args, producerArgs(p.optional[ws], b.status)...)
 	args = append(args, viewArgs(views, false)...)
@@ -76,7 +76,7 @@ func (b stepBuilder) pull(p *taskPlan, ws string, views []stepView) v1.Step {
 // push is the last step for workspace ws: it pushes what the task changed
 // through its writable views of ws.
 func (b stepBuilder) push(p *taskPlan, ws string, views []stepView) v1.Step {
-	args := append(b.opts.commonArgs("push"), "--repository", b.repository+"/"+ws,
+	args := append(b.opts.commonArgs("push"), "--repository", b.repository+"/"+RepositoryComponent(ws),
 		"--tag", p.tag(), "--task", p.name)
 	args = append(args, viewArgs(views, true)...)
 	return b.step(pushStepPrefix, ws, b.last, views, args)
@@ -86,7 +86,7 @@ func (b stepBuilder) push(p *taskPlan, ws string, views []stepView) v1.Step {
 // volume where the pull step leaves its baseline for the push step. It runs
 // with the securityContext the task's own steps run with.
 func (b stepBuilder) step(prefix, ws string, security *corev1.SecurityContext, views []stepView, args []string) v1.Step {
-	s := slug(ws, maxSlug)
+	s := RepositoryComponent(ws)
 	step := v1.Step{
 		Name:            prefix + s,
 		Image:           b.opts.StepImage,

@@ -146,6 +146,12 @@ func convert(out *v1.PipelineRun, converted map[string]bool, resolved Resolved, 
 	if err != nil {
 		return Report{}, err
 	}
+	if err := checkRepositories(sortedKeys(converted)); err != nil {
+		return Report{}, err
+	}
+	if err := checkReferences(out.Namespace, plans, opts); err != nil {
+		return Report{}, err
+	}
 	report := Report{Outcome: Converted, Workspaces: sortedKeys(converted)}
 	sources := sourcesAnnotation{Tasks: map[string]Source{}}
 	for _, p := range plans {

@@ -88,7 +88,8 @@ func runLocally(t *testing.T, file, bin string) {
 			}
 			for _, b := range pt.bindings {
 				if b.taskWS == n {
-					dir := filepath.Join(vol, b.subPath)
+					// one volume per pipeline workspace, as each has its own PVC
+					dir := filepath.Join(vol, b.pipelineWS, b.subPath)
 					if _, err := os.Stat(dir); err != nil { // the kubelet makes a missing subPath
 						if err := os.MkdirAll(dir, 0o755); err != nil {
 							t.Fatal(err)

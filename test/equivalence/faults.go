@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 )
 
 func scaleWebhook(n int) error {
@@ -177,7 +179,7 @@ func (c *kase) loseRegistryDataWhen(producer string, tasks []*ptask, converted m
 		}
 		var gone []string
 		for w := range converted {
-			dir := filepath.Join(root, repoPrefix, c.ns, uid, w)
+			dir := filepath.Join(root, repoPrefix, c.ns, uid, transform.RepositoryComponent(w))
 			if _, err := os.Stat(dir); err != nil {
 				return fail("registry data not deleted: %v (did %s push?)", err, producer)
 			}

@@ -46,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"sigs.k8s.io/yaml"
 )
 
@@ -788,7 +789,7 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		}
 	}
 	for w := range converted {
-		repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, oci.uid, w)
+		repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, oci.uid, transform.RepositoryComponent(w))
 		var tags struct{ Tags []string }
 		out, err := kc(nil, "get", "--raw", registryProxy+"/v2/"+repo+"/tags/list")
 		if err == nil {
