@@ -147,6 +147,9 @@ type TaskReport struct {
 	Pushes bool `json:"pushes"`
 	// Inlined is true when its taskRef was replaced by the resolved spec.
 	Inlined bool `json:"inlined,omitempty"`
+	// Declared are task workspaces the PipelineTask bound and its spec did
+	// not declare: the conversion declared them, as Tekton does at run time.
+	Declared []string `json:"declared,omitempty"`
 }
 
 // Report explains a conversion.

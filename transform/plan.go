@@ -25,7 +25,10 @@ type taskPlan struct {
 	pullsFrom  map[string][]string // workspace -> producers, in pull order
 	optional   map[string][]string // workspace -> producers in pullsFrom that may be absent
 	pushes     map[string]bool     // workspace -> at least one writable binding
-	warnings   []string
+	// declared are the task workspaces the conversion declared because the
+	// spec bound them without a declaration (as Tekton does at run time).
+	declared []string
+	warnings []string
 }
 
 func (p *taskPlan) task(spec *v1.PipelineSpec) *v1.PipelineTask {
@@ -45,7 +48,7 @@ func (p *taskPlan) declaration(taskWorkspace string) *v1.WorkspaceDeclaration {
 }
 
 func (p *taskPlan) report() TaskReport {
-	r := TaskReport{Name: p.name, Finally: p.finally, Workspaces: p.workspaces, Inlined: p.inlined}
+	r := TaskReport{Name: p.name, Finally: p.finally, Workspaces: p.workspaces, Inlined: p.inlined, Declared: p.declared}
 	r.PullsFrom = p.producers()
 	r.Optional = union(p.workspaces, p.optional)
 	for _, ws := range p.workspaces {
@@ -206,7 +209,13 @@ func planTask(pt v1.PipelineTask, bindings []v1.WorkspacePipelineTaskBinding, re
 		ws := pipelineWorkspace(b)
 		decl := p.declaration(b.Name)
 		if decl == nil {
-			return nil, refuse(ReasonInvalidPipeline, "pipeline task %q binds workspace %q that its Task does not declare", pt.Name, b.Name)
+			// Tekton's TaskRun reconciler declares every bound workspace the
+			// spec does not (Pipelines-as-Code inlines tasks that way: a
+			// `source` binding, `$(workspaces.source.path)` in the steps and
+			// no declaration). Declaring it here is the same spec, explicit.
+			p.spec.Workspaces = append(p.spec.Workspaces, v1.WorkspaceDeclaration{Name: b.Name})
+			p.declared = append(p.declared, b.Name)
+			decl = p.declaration(b.Name)
 		}
 		if !slices.Contains(p.workspaces, ws) {
 			p.workspaces = append(p.workspaces, ws)

@@ -57,13 +57,19 @@ func runLocally(t *testing.T, file, bin string) {
 	run := docs[0]
 	pspec := m(run, "spec", "pipelineSpec")
 	specs := map[string]obj{}
+	ptasks := map[string]obj{}
 	for _, sect := range []string{"tasks", "finally"} {
 		for _, pt := range list(pspec, sect) {
 			if m(pt, "taskSpec") == nil || pt.(obj)["matrix"] != nil || pt.(obj)["when"] != nil {
 				t.Skip("only inline tasks without matrix or when run locally")
 			}
 			specs[s(pt.(obj), "name")] = m(pt, "taskSpec")
+			ptasks[s(pt.(obj), "name")] = pt.(obj)
 		}
+	}
+	runWorkspaces := map[string]bool{}
+	for _, w := range list(m(run, "spec"), "workspaces") {
+		runWorkspaces[s(w.(obj), "name")] = true
 	}
 	params := map[string]string{}
 	for _, p := range list(m(run, "spec"), "params") {
@@ -79,10 +85,13 @@ func runLocally(t *testing.T, file, bin string) {
 		spec := specs[pt.name]
 		var wsNames []string
 		repl := map[string]string{} // $(workspaces.x.path) and its mount path -> the local directory
+		mountPaths := map[string]string{}
 		for _, d := range list(spec, "workspaces") {
-			n := s(d.(obj), "name")
+			mountPaths[s(d.(obj), "name")] = s(d.(obj), "mountPath")
+		}
+		for _, n := range podWorkspaces(ptasks[pt.name], runWorkspaces) {
 			wsNames = append(wsNames, n)
-			mp := s(d.(obj), "mountPath")
+			mp := mountPaths[n]
 			if mp == "" {
 				mp = "/workspace/" + n
 			}
@@ -100,9 +109,13 @@ func runLocally(t *testing.T, file, bin string) {
 			}
 		}
 		sh := func(script string, wait bool) (*exec.Cmd, string) {
+			// one pass: a local directory may itself contain a mount path
+			// (a workspace named "workspace" lives in .../workspace)
+			var pairs []string
 			for k, v := range repl {
-				script = strings.ReplaceAll(script, k, v)
+				pairs = append(pairs, k, v)
 			}
+			script = strings.NewReplacer(pairs...).Replace(script)
 			cmd := exec.Command(busybox, "sh", "-c", "set -e\n"+script)
 			cmd.Dir, cmd.Env = vol, env
 			var stdout, stderr bytes.Buffer
@@ -130,8 +143,8 @@ func runLocally(t *testing.T, file, bin string) {
 
 		tr := &taskRun{pod: "local", logs: map[string]string{stepBefore: before, stepAfter: after}}
 		bv, av := views(before), views(after)
-		for _, d := range list(pspec, "workspaces") {
-			w := s(d.(obj), "name")
+		// the run's workspaces: an embedded pipelineSpec need not declare them
+		for _, w := range sortedKeys(runWorkspaces) {
 			if states[w] == nil {
 				states[w] = tree{}
 			}

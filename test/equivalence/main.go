@@ -223,12 +223,19 @@ done
 	return obj{"name": name, "image": observerImage, "script": b.String()}
 }
 
-// observe adds the two observer steps to a Task spec.
+// observe adds the two observer steps to a Task spec, for the workspaces it
+// declares.
 func observe(spec obj) {
 	var ws []string
 	for _, w := range list(spec, "workspaces") {
 		ws = append(ws, s(w.(obj), "name"))
 	}
+	observeWorkspaces(spec, ws)
+}
+
+// observeWorkspaces adds the two observer steps for the task workspaces ws
+// (an embedded spec's pod may have more than it declares: podWorkspaces).
+func observeWorkspaces(spec obj, ws []string) {
 	if len(ws) == 0 {
 		return
 	}
@@ -266,9 +273,9 @@ func pipelineTasks(spec obj, params map[string]string) []*ptask {
 					pt.deps = append(pt.deps, mm[1])
 				}
 			}
-			for _, w := range list(t, "workspaces") {
-				w := w.(obj)
-				pt.bindings = append(pt.bindings, binding{taskWS: s(w, "name"), pipelineWS: s(w, "workspace"), subPath: substitute(s(w, "subPath"), params)})
+			for _, b := range append(explicitBindings(t), propagatedBindings(t)...) {
+				b.subPath = substitute(b.subPath, params)
+				pt.bindings = append(pt.bindings, b)
 			}
 			out = append(out, pt)
 		}
@@ -389,10 +396,14 @@ func (c *kase) run(paths []string) (int, error) {
 	} else {
 		return 0, errors.New("the run needs a pipelineSpec or a pipelineRef to a Pipeline given with -f")
 	}
+	runWorkspaces := map[string]bool{}
+	for _, w := range list(m(run, "spec"), "workspaces") {
+		runWorkspaces[s(w.(obj), "name")] = true
+	}
 	for _, sect := range []string{"tasks", "finally"} {
 		for _, t := range list(pspec, sect) {
 			if ts := m(t, "taskSpec"); ts != nil {
-				observe(ts)
+				observeWorkspaces(ts, podWorkspaces(t.(obj), runWorkspaces))
 			}
 		}
 	}
