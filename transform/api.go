@@ -150,6 +150,9 @@ type TaskReport struct {
 	// Declared are task workspaces the PipelineTask bound and its spec did
 	// not declare: the conversion declared them, as Tekton does at run time.
 	Declared []string `json:"declared,omitempty"`
+	// Propagated are task workspaces its embedded spec used without binding
+	// them: the conversion bound them by name, as Tekton does at run time.
+	Propagated []string `json:"propagated,omitempty"`
 }
 
 // Report explains a conversion.

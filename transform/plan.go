@@ -28,7 +28,10 @@ type taskPlan struct {
 	// declared are the task workspaces the conversion declared because the
 	// spec bound them without a declaration (as Tekton does at run time).
 	declared []string
-	warnings []string
+	// propagated are the task workspaces the conversion bound because the
+	// embedded spec used them unbound (Tekton binds them at run time).
+	propagated []string
+	warnings   []string
 }
 
 func (p *taskPlan) task(spec *v1.PipelineSpec) *v1.PipelineTask {
@@ -48,7 +51,7 @@ func (p *taskPlan) declaration(taskWorkspace string) *v1.WorkspaceDeclaration {
 }
 
 func (p *taskPlan) report() TaskReport {
-	r := TaskReport{Name: p.name, Finally: p.finally, Workspaces: p.workspaces, Inlined: p.inlined, Declared: p.declared}
+	r := TaskReport{Name: p.name, Finally: p.finally, Workspaces: p.workspaces, Inlined: p.inlined, Declared: p.declared, Propagated: p.propagated}
 	r.PullsFrom = p.producers()
 	r.Optional = union(p.workspaces, p.optional)
 	for _, ws := range p.workspaces {

@@ -136,6 +136,10 @@ func convert(out *v1.PipelineRun, converted map[string]bool, resolved Resolved, 
 	if err := checkReservedNames(out, &spec); err != nil {
 		return Report{}, err
 	}
+	propagated, err := propagateWorkspaces(&spec, converted)
+	if err != nil {
+		return Report{}, err
+	}
 
 	g, err := buildGraph(&spec)
 	if err != nil {
@@ -145,6 +149,9 @@ func convert(out *v1.PipelineRun, converted map[string]bool, resolved Resolved, 
 	plans, err := planTasks(&spec, converted, resolved, g)
 	if err != nil {
 		return Report{}, err
+	}
+	for _, p := range plans {
+		p.propagated = propagated[p.name]
 	}
 	if err := checkRepositories(sortedKeys(converted)); err != nil {
 		return Report{}, err
