@@ -125,6 +125,9 @@ const (
 	// ReasonInvalidReference: an artifact reference the steps would use is
 	// not a valid OCI reference (the steps would exit at run time).
 	ReasonInvalidReference Reason = "InvalidArtifactReference"
+	// ReasonClaimReferenced: a task reads $(workspaces.<name>.claim) of a
+	// converted workspace, which is "" on an emptyDir.
+	ReasonClaimReferenced Reason = "WorkspaceClaimReferenced"
 )
 
 // TaskReport says what the conversion did to one PipelineTask.

@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -207,6 +208,9 @@ func planTask(pt v1.PipelineTask, bindings []v1.WorkspacePipelineTaskBinding, re
 		return nil, err
 	}
 
+	if err := checkClaimReferences(pt.Name, &p.spec, bindings); err != nil {
+		return nil, err
+	}
 	views := map[string][]view{}
 	for _, b := range bindings {
 		ws := pipelineWorkspace(b)
@@ -261,4 +265,21 @@ func describeRef(ref *v1.TaskRef) string {
 		kind = "Task"
 	}
 	return fmt.Sprintf("%s %s", kind, ref.Name)
+}
+
+// checkClaimReferences refuses a task that reads the claim name of a
+// converted workspace: Tekton substitutes the PVC's name on a PVC and "" on
+// an emptyDir, so the task would run with a different value (a script that
+// labels, snapshots or mounts the claim by name would break).
+func checkClaimReferences(task string, spec *v1.TaskSpec, bindings []v1.WorkspacePipelineTaskBinding) error {
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("encoding the spec of task %q: %w", task, err)
+	}
+	for _, b := range bindings {
+		if ref := "$(workspaces." + b.Name + ".claim)"; strings.Contains(string(raw), ref) {
+			return refuse(ReasonClaimReferenced, "pipeline task %q reads %s, the claim of workspace %q, which an emptyDir does not have", task, ref, pipelineWorkspace(b))
+		}
+	}
+	return nil
 }
