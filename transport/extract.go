@@ -273,8 +273,9 @@ func (e *extractor) special(ls *layerState, mi int, h *tar.Header, p, local stri
 			return fmt.Errorf("mkfifo %s: %w", p, err)
 		}
 		// a FIFO is never opened here (opening one blocks): its mode is
-		// set by name, without following a link (there is none: just made)
-		if err := unix.Fchmodat(pfd, base, uint32(fileMode(h.Mode).Perm())|setBits(h.Mode), 0); err != nil {
+		// set by name, without following a link (there is none: just made).
+		// The tar bits 04000/02000/01000 are S_ISUID/S_ISGID/S_ISVTX.
+		if err := unix.Fchmodat(pfd, base, uint32(h.Mode&0o7777), 0); err != nil {
 			return fmt.Errorf("chmod %s: %w", p, err)
 		}
 	}
@@ -284,21 +285,6 @@ func (e *extractor) special(ls *layerState, mi int, h *tar.Header, p, local stri
 	ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
 	_ = unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 	return nil
-}
-
-// setBits is the setuid/setgid/sticky part of a tar mode, as chmod wants it.
-func setBits(tm int64) uint32 {
-	var out uint32
-	if tm&0o4000 != 0 {
-		out |= unix.S_ISUID
-	}
-	if tm&0o2000 != 0 {
-		out |= unix.S_ISGID
-	}
-	if tm&0o1000 != 0 {
-		out |= unix.S_ISVTX
-	}
-	return out
 }
 
 // smallFile is the size up to which a file is read into memory once and

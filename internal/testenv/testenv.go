@@ -109,7 +109,17 @@ http:
 		}
 		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: test\n    path: %s\n", htpasswd)
 	}
-	if err := os.WriteFile(filepath.Join(r.dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+	return r.configureAndStart(cfg)
+}
+
+// configureAndStart writes the registry's configuration and starts it; on
+// failure everything is cleaned up.
+func (r *Registry) configureAndStart(cfg string) (*Registry, error) {
+	config := r.config
+	if config == "" {
+		config = "config.yml"
+	}
+	if err := os.WriteFile(filepath.Join(r.dir, config), []byte(cfg), 0o644); err != nil {
 		r.Close()
 		return nil, err
 	}

@@ -71,13 +71,5 @@ func StartZot(bin string) (*Registry, error) {
   "http": {"address": %q, "port": %q},
   "log": {"level": "error"}}
 `, filepath.Join(d, "data"), host, port)
-	if err := os.WriteFile(filepath.Join(d, r.config), []byte(cfg), 0o644); err != nil {
-		r.Close()
-		return nil, err
-	}
-	if err := r.Start(); err != nil {
-		r.Close()
-		return nil, err
-	}
-	return r, nil
+	return r.configureAndStart(cfg)
 }
