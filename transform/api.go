@@ -9,7 +9,10 @@
 package transform
 
 import (
+	"maps"
+
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Domain is the prefix of every annotation, label, and the reserved prefix of
@@ -78,12 +81,32 @@ type Source struct {
 type ResolvedPipeline struct {
 	Spec   v1.PipelineSpec
 	Source Source
+	// Meta is the resolved object's name, labels and annotations: Tekton
+	// labels a run with its Pipeline's name and copies the Pipeline's labels
+	// and annotations onto it, which inlining must keep.
+	Meta Meta
 }
 
 // ResolvedTask is a Task spec a caller resolved from a PipelineTask's taskRef.
 type ResolvedTask struct {
 	Spec   v1.TaskSpec
 	Source Source
+	// Meta is the resolved object's name, labels and annotations: Tekton
+	// copies a Task's labels and annotations onto its TaskRuns and pods and
+	// labels them tekton.dev/task, which inlining must keep.
+	Meta Meta
+}
+
+// Meta is what Tekton propagates of a referenced object's metadata.
+type Meta struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// MetaOf returns the propagated metadata of a resolved object.
+func MetaOf(m metav1.ObjectMeta) Meta {
+	return Meta{Name: m.Name, Labels: maps.Clone(m.Labels), Annotations: maps.Clone(m.Annotations)}
 }
 
 // Resolved carries what the run references. Pipeline is needed only when the
@@ -128,6 +151,9 @@ const (
 	// ReasonClaimReferenced: a task reads $(workspaces.<name>.claim) of a
 	// converted workspace, which is "" on an emptyDir.
 	ReasonClaimReferenced Reason = "WorkspaceClaimReferenced"
+	// ReasonParamScope: a Task param cannot keep the value it has through
+	// the reference once the Task is inlined.
+	ReasonParamScope Reason = "ParamScopeNotPreserved"
 )
 
 // TaskReport says what the conversion did to one PipelineTask.

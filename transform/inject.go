@@ -14,7 +14,14 @@ const maxSlug = 63 - len(pullStepPrefix)
 // inject rewrites one PipelineTask as planned: the task spec is inlined,
 // gets the params, state volume and pull/push steps it needs, and the
 // PipelineTask passes the run-time values in through params.
-func inject(pt *v1.PipelineTask, p *taskPlan, opts Options) error {
+func inject(pt *v1.PipelineTask, p *taskPlan, opts Options, pipelineParams map[string]bool) error {
+	var scoped []v1.Param
+	if p.inlined {
+		var err error
+		if scoped, err = scopeParams(pt, &p.spec, pipelineParams); err != nil {
+			return err
+		}
+	}
 	in := &injection{spec: p.spec} // p.spec is already a copy owned by the plan
 	b := stepBuilder{opts: opts, isolated: hasIsolatedSteps(&in.spec)}
 	b.first, b.last = stepSecurity(&in.spec)
@@ -44,10 +51,10 @@ func inject(pt *v1.PipelineTask, p *taskPlan, opts Options) error {
 	})
 	spec.Workspaces = p.spec.Workspaces // makeWritable edited the plan's declarations
 
-	pt.Params = append(pt.Params, in.ptParams...)
+	pt.Params = append(append(pt.Params, scoped...), in.ptParams...)
 	if p.inlined {
 		pt.TaskRef = nil
-		pt.TaskSpec = &v1.EmbeddedTask{TaskSpec: spec}
+		pt.TaskSpec = &v1.EmbeddedTask{TaskSpec: spec, Metadata: taskMetadata(p.meta)}
 	} else {
 		pt.TaskSpec.TaskSpec = spec
 	}

@@ -21,6 +21,7 @@ type taskPlan struct {
 	workspaces []string
 	spec       v1.TaskSpec // a copy: either the embedded spec or the resolved one
 	inlined    bool        // spec came from resolved (taskRef -> taskSpec)
+	meta       Meta        // the resolved Task's metadata, when inlined
 	source     *Source
 	matrixed   bool
 	pullsFrom  map[string][]string // workspace -> producers, in pull order
@@ -195,8 +196,13 @@ func planTask(pt v1.PipelineTask, bindings []v1.WorkspacePipelineTaskBinding, re
 		if !ok {
 			return nil, refuse(ReasonMissingTask, "the Task of pipeline task %q (%s) was not resolved", pt.Name, describeRef(pt.TaskRef))
 		}
-		p.spec = *rt.Spec.DeepCopy()
+		spec, err := withTaskName(*rt.Spec.DeepCopy(), rt.Meta.Name)
+		if err != nil {
+			return nil, fmt.Errorf("inlining the Task of pipeline task %q: %w", pt.Name, err)
+		}
+		p.spec = spec
 		p.inlined = true
+		p.meta = rt.Meta
 		src := rt.Source
 		p.source = &src
 	case pt.TaskSpec != nil:

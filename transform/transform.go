@@ -161,9 +161,10 @@ func convert(out *v1.PipelineRun, converted map[string]bool, resolved Resolved, 
 	}
 	report := Report{Outcome: Converted, Workspaces: sortedKeys(converted)}
 	sources := sourcesAnnotation{Tasks: map[string]Source{}}
+	pipelineParams := pipelineParamNames(out.Spec.Params, spec.Params)
 	for _, p := range plans {
 		pt := p.task(&spec)
-		if err := inject(pt, p, opts); err != nil {
+		if err := inject(pt, p, opts, pipelineParams); err != nil {
 			return Report{}, err
 		}
 		if p.source != nil {
@@ -176,6 +177,9 @@ func convert(out *v1.PipelineRun, converted map[string]bool, resolved Resolved, 
 	// When no task binds a converted workspace, swapping the claim for an
 	// emptyDir is still exactly equivalent, and nothing needs inlining.
 	if len(plans) > 0 {
+		if out.Spec.PipelineRef != nil && resolved.Pipeline != nil {
+			out.Labels, out.Annotations = pipelineRunMetadata(out.Labels, out.Annotations, resolved.Pipeline.Meta)
+		}
 		out.Spec.PipelineRef = nil
 		out.Spec.PipelineSpec = &spec
 	}

@@ -142,6 +142,9 @@ type kase struct {
 	// faultFailed: the fault could not be injected (registry-data-lost), so
 	// the outcome it asserts says nothing
 	faultFailed bool
+	// taskMeta: per pipeline task with a taskRef to a supplied Task, what
+	// its TaskRuns and pods must carry of the Task's metadata (metadata.go)
+	taskMeta map[string]objectMeta
 }
 
 // ---- kubectl
@@ -367,6 +370,7 @@ func (c *kase) run(paths []string) (int, error) {
 	}
 	var run obj
 	pipelines := map[string]obj{}
+	taskDocs := map[string]obj{}
 	var others []obj
 	for _, d := range docs {
 		switch s(d, "kind") {
@@ -380,6 +384,7 @@ func (c *kase) run(paths []string) (int, error) {
 			others = append(others, d)
 		case "Task":
 			observe(m(d, "spec"))
+			taskDocs[s(m(d, "metadata"), "name")] = d
 			others = append(others, d)
 		default:
 			others = append(others, d)
@@ -424,6 +429,7 @@ func (c *kase) run(paths []string) (int, error) {
 			converted[s(w.(obj), "name")] = true
 		}
 	}
+	c.taskMeta = taskMetadata(pspec, taskDocs)
 	tasks := pipelineTasks(pspec, params)
 	order := topo(tasks)
 	if len(order) != len(tasks) {
@@ -556,6 +562,7 @@ func (c *kase) run(paths []string) (int, error) {
 
 type taskRun struct {
 	name, pod, status string
+	meta, podMeta     objectMeta           // labels and annotations of the TaskRun and its pod
 	logs              map[string]string    // step name -> log
 	steps             map[string]stepState // step name -> how it ended
 }
@@ -612,7 +619,14 @@ func (c *kase) collect(rr *runResult) error {
 	rr.taskRuns = map[string][]*taskRun{}
 	for _, tr := range trs.Items {
 		pt := s(m(tr, "metadata", "labels"), "tekton.dev/pipelineTask")
-		t := &taskRun{name: s(m(tr, "metadata"), "name"), pod: s(m(tr, "status"), "podName"), logs: map[string]string{}, steps: map[string]stepState{}}
+		t := &taskRun{name: s(m(tr, "metadata"), "name"), pod: s(m(tr, "status"), "podName"), logs: map[string]string{}, steps: map[string]stepState{}, meta: metaOf(tr)}
+		if t.pod != "" {
+			var pod obj
+			if err := kcJSON(&pod, "-n", c.ns, "get", "pod", t.pod); err != nil {
+				return err
+			}
+			t.podMeta = metaOf(pod)
+		}
 		for _, cond := range list(m(tr, "status"), "conditions") {
 			if s(cond.(obj), "type") == "Succeeded" {
 				t.status = s(cond.(obj), "status") + "/" + s(cond.(obj), "reason")
@@ -787,6 +801,20 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		problem("the converted run created %d PVC(s)", owned[oci.uid])
 	}
 	fmt.Printf("  PVCs: PVC run %d, converted run %d\n", owned[pvc.uid], owned[oci.uid])
+
+	// the Task's labels and annotations on every TaskRun and pod, in both runs
+	for _, rr := range []*runResult{pvc, oci} {
+		for _, pt := range sortedMetaKeys(c.taskMeta) {
+			for _, tr := range rr.taskRuns[pt] {
+				for _, miss := range missingMeta(c.taskMeta[pt], tr.meta) {
+					problem("%s run: TaskRun %s of %s: %s", rr.kind, tr.name, pt, miss)
+				}
+				for _, miss := range missingMeta(c.taskMeta[pt], tr.podMeta) {
+					problem("%s run: pod %s of %s: %s", rr.kind, tr.pod, pt, miss)
+				}
+			}
+		}
+	}
 
 	// artifacts in the registry
 	pushers := map[string]bool{}

@@ -40,7 +40,7 @@ func Resolve(run *v1.PipelineRun, docs []Document) (transform.Resolved, error) {
 			return resolved, fmt.Errorf("pipelineRef of PipelineRun %q: %w", run.Name, err)
 		}
 		p := doc.Object.(*v1.Pipeline)
-		resolved.Pipeline = &transform.ResolvedPipeline{Spec: p.Spec, Source: src}
+		resolved.Pipeline = &transform.ResolvedPipeline{Spec: p.Spec, Source: src, Meta: transform.MetaOf(p.ObjectMeta)}
 		spec = &p.Spec
 	}
 	if spec == nil {
@@ -62,7 +62,8 @@ func Resolve(run *v1.PipelineRun, docs []Document) (transform.Resolved, error) {
 		if resolved.Tasks == nil {
 			resolved.Tasks = map[string]transform.ResolvedTask{}
 		}
-		resolved.Tasks[pt.Name] = transform.ResolvedTask{Spec: doc.Object.(*v1.Task).Spec, Source: src}
+		task := doc.Object.(*v1.Task)
+		resolved.Tasks[pt.Name] = transform.ResolvedTask{Spec: task.Spec, Source: src, Meta: transform.MetaOf(task.ObjectMeta)}
 	}
 	return resolved, errors.Join(errs...)
 }

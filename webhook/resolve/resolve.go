@@ -134,7 +134,7 @@ func (r *Resolver) pipeline(ctx context.Context, run *v1.PipelineRun, ref *v1.Pi
 		if !ok {
 			return fmt.Errorf("resolved object is a %T, not a Pipeline", obj)
 		}
-		out = transform.ResolvedPipeline{Spec: p.Spec, Source: src}
+		out = transform.ResolvedPipeline{Spec: p.Spec, Source: src, Meta: transform.MetaOf(p.ObjectMeta)}
 		return nil
 	})
 	if err != nil {
@@ -153,7 +153,7 @@ func (r *Resolver) task(ctx context.Context, run *v1.PipelineRun, ref *v1.TaskRe
 		if !ok {
 			return fmt.Errorf("resolved object is a %T, not a Task", obj)
 		}
-		out = transform.ResolvedTask{Spec: t.Spec, Source: src}
+		out = transform.ResolvedTask{Spec: t.Spec, Source: src, Meta: transform.MetaOf(t.ObjectMeta)}
 		return nil
 	})
 	if err != nil {
