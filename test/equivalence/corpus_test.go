@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -60,8 +62,8 @@ func runLocally(t *testing.T, file, bin string) {
 	ptasks := map[string]obj{}
 	for _, sect := range []string{"tasks", "finally"} {
 		for _, pt := range list(pspec, sect) {
-			if m(pt, "taskSpec") == nil || pt.(obj)["matrix"] != nil || pt.(obj)["when"] != nil {
-				t.Skip("only inline tasks without matrix or when run locally")
+			if m(pt, "taskSpec") == nil || pt.(obj)["when"] != nil {
+				t.Skip("only inline tasks without when run locally")
 			}
 			specs[s(pt.(obj), "name")] = m(pt, "taskSpec")
 			ptasks[s(pt.(obj), "name")] = pt.(obj)
@@ -79,99 +81,192 @@ func runLocally(t *testing.T, file, bin string) {
 	t.Cleanup(func() { _ = exec.Command(busybox, "chmod", "-R", "u+rwx", vol).Run() }) // 555 directories
 	env := []string{"PATH=" + bin, "HOME=/root"}
 
-	states := map[string]tree{} // pipeline workspace -> the state the tasks so far left
 	tasks := pipelineTasks(pspec, params)
-	for _, pt := range topo(tasks) {
+	byName := map[string]*ptask{}
+	for _, pt := range tasks {
+		byName[pt.name] = pt
+	}
+	logs := map[string][]*taskRun{} // pipeline task -> its TaskRuns' observer logs
+	// Another order than the model's topological one (ties the other way,
+	// matrix instances backwards), as the lock may give on a cluster: the
+	// model must follow the turns the observers printed.
+	for _, pt := range reverseTopo(tasks) {
 		spec := specs[pt.name]
-		var wsNames []string
-		repl := map[string]string{} // $(workspaces.x.path) and its mount path -> the local directory
-		mountPaths := map[string]string{}
-		for _, d := range list(spec, "workspaces") {
-			mountPaths[s(d.(obj), "name")] = s(d.(obj), "mountPath")
+		for _, inst := range matrixInstances(ptasks[pt.name]) {
+			tr := runInstance(t, vol, bin, env, runWorkspaces, pt, ptasks[pt.name], spec, inst)
+			logs[pt.name] = append(logs[pt.name], tr)
 		}
-		for _, n := range podWorkspaces(ptasks[pt.name], runWorkspaces) {
-			wsNames = append(wsNames, n)
-			mp := mountPaths[n]
-			if mp == "" {
-				mp = "/workspace/" + n
-			}
-			for _, b := range pt.bindings {
-				if b.taskWS == n {
-					// one volume per pipeline workspace, as each has its own PVC
-					dir := filepath.Join(vol, b.pipelineWS, b.subPath)
-					if _, err := os.Stat(dir); err != nil { // the kubelet makes a missing subPath
-						if err := os.MkdirAll(dir, 0o755); err != nil {
-							t.Fatal(err)
-						}
-					}
-					repl["$(workspaces."+n+".path)"], repl[mp] = dir, dir
-				}
-			}
-		}
-		sh := func(script string, wait bool) (*exec.Cmd, string) {
-			// one pass: a local directory may itself contain a mount path
-			// (a workspace named "workspace" lives in .../workspace)
-			var pairs []string
-			for k, v := range repl {
-				pairs = append(pairs, k, v)
-			}
-			script = strings.NewReplacer(pairs...).Replace(script)
-			cmd := exec.Command(busybox, "sh", "-c", "set -e\n"+script)
-			cmd.Dir, cmd.Env = vol, env
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			if !wait {
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				return cmd, ""
-			}
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("%s: %v\n%s\n%s", pt.name, err, stdout.String(), stderr.String())
-			}
-			return cmd, stdout.String()
-		}
-		for _, sc := range list(spec, "sidecars") {
-			startSidecar(t, sh, sc.(obj), repl, vol, env)
-		}
-		_, before := sh(s(observer(stepBefore, wsNames), "script"), true)
-		for _, st := range list(spec, "steps") {
-			sh(s(st.(obj), "script"), true)
-		}
-		_, after := sh(s(observer(stepAfter, wsNames), "script"), true)
+	}
 
-		tr := &taskRun{pod: "local", logs: map[string]string{stepBefore: before, stepAfter: after}}
-		bv, av := views(before), views(after)
-		// the run's workspaces: an embedded pipelineSpec need not declare them
-		for _, w := range sortedKeys(runWorkspaces) {
-			if states[w] == nil {
-				states[w] = tree{}
+	for _, w := range sortedKeys(runWorkspaces) {
+		if _, err := os.Lstat(filepath.Join(vol, w, lockDir, "lock")); err == nil {
+			t.Errorf("%s: the lock was not given back", w)
+		}
+		var all []turn
+		for _, pt := range tasks {
+			all = append(all, turns(pt, "local", logs[pt.name], w)...)
+		}
+		h := replay(all)
+		for i, tu := range h.turns {
+			if tu.seq != i+1 {
+				t.Errorf("%s: turn %d is %s's with number %d", w, i+1, tu.instance, tu.seq)
 			}
-			c := observeChange(states[w], subPaths(pt, w), pods(pt, []*taskRun{tr}, w))
+			pt := byName[tu.task]
+			c := h.changes[i]
 			// only sidecars (and the kubelet, which the model knows) change a
 			// workspace before the steps: anything else is a view the model
-			// placed wrongly (a symlinked subPath, a kubelet directory)
-			if len(list(spec, "sidecars")) == 0 && !c.podStart.empty() {
-				t.Errorf("%s: pod-start additions without a sidecar: %+v", pt.name, c.podStart)
+			// placed wrongly (a symlinked subPath, a kubelet directory, a
+			// turn replayed out of order)
+			if len(list(specs[tu.task], "sidecars")) == 0 && !c.podStart.empty() {
+				t.Errorf("%s: pod-start additions without a sidecar: %+v", tu.instance, c.podStart)
 			}
+			state := h.stateAt(i)
 			for _, b := range pt.bindings {
 				if b.pipelineWS != w {
 					continue
 				}
-				want, wantAfter := expect(states[w], c, b.subPath)
-				for _, l := range diffLines(want, bv[b.taskWS]) {
-					t.Errorf("%s sees through %s (subPath %q): %s", pt.name, b.taskWS, b.subPath, strings.TrimSpace(l))
+				for _, bv := range tu.pod {
+					if bv.subPath != b.subPath {
+						continue
+					}
+					want, wantAfter := expect(state, c, b.subPath)
+					for _, l := range diffLines(want, bv.before) {
+						t.Errorf("%s sees through %s (subPath %q): %s", tu.instance, b.taskWS, b.subPath, strings.TrimSpace(l))
+					}
+					for _, l := range diffLines(wantAfter, bv.after) {
+						t.Errorf("%s after its steps, through %s (subPath %q): %s", tu.instance, b.taskWS, b.subPath, strings.TrimSpace(l))
+					}
 				}
-				for _, l := range diffLines(wantAfter, av[b.taskWS]) {
-					t.Errorf("%s after its steps, through %s (subPath %q): %s", pt.name, b.taskWS, b.subPath, strings.TrimSpace(l))
-				}
-			}
-			if !pt.finally {
-				states[w].applyChange(c)
 			}
 		}
 	}
+}
+
+// reverseTopo orders the tasks as topo does, ties broken the other way.
+func reverseTopo(ts []*ptask) []*ptask {
+	rev := make([]*ptask, len(ts))
+	for i, t := range ts {
+		rev[len(ts)-1-i] = t
+	}
+	return topo(rev)
+}
+
+// matrixInstances names a pipeline task's TaskRuns (local-<task>[-<i>]) and
+// their matrix params, last instance first. Only matrix.params, each an
+// array, crossed as Tekton does (the first param varies slowest).
+func matrixInstances(pt obj) []localInstance {
+	name := s(pt, "name")
+	if pt["matrix"] == nil {
+		return []localInstance{{name: "local-" + name}}
+	}
+	combos := []map[string]string{{}}
+	for _, p := range list(m(pt, "matrix"), "params") {
+		var next []map[string]string
+		for _, c := range combos {
+			for _, v := range list(p.(obj), "value") {
+				n := map[string]string{s(p.(obj), "name"): v.(string)}
+				for k, x := range c {
+					n[k] = x
+				}
+				next = append(next, n)
+			}
+		}
+		combos = next
+	}
+	var out []localInstance
+	for i := len(combos) - 1; i >= 0; i-- {
+		out = append(out, localInstance{name: fmt.Sprintf("local-%s-%d", name, i), params: combos[i]})
+	}
+	return out
+}
+
+type localInstance struct {
+	name   string
+	params map[string]string
+}
+
+// runInstance runs one TaskRun of pt on the local volume: the kubelet's
+// subPath directories, the sidecars until ready, the observers (with the PVC
+// run's lock: its lock workspaces bound to each pipeline workspace's
+// directory) around the steps.
+func runInstance(t *testing.T, vol, bin string, env []string, runWorkspaces map[string]bool, pt *ptask, ptObj, spec obj, inst localInstance) *taskRun {
+	var wsNames []string
+	repl := map[string]string{ // $(workspaces.x.path), its mount path, ... -> local values
+		"$(context.taskRun.name)": inst.name,
+	}
+	for k, v := range inst.params {
+		repl["$(params."+k+")"] = v
+	}
+	mountPaths := map[string]string{}
+	for _, d := range list(spec, "workspaces") {
+		mountPaths[s(d.(obj), "name")] = s(d.(obj), "mountPath")
+	}
+	for _, n := range podWorkspaces(ptObj, runWorkspaces) {
+		wsNames = append(wsNames, n)
+		mp := mountPaths[n]
+		if mp == "" {
+			mp = "/workspace/" + n
+		}
+		for _, b := range pt.bindings {
+			if b.taskWS == n {
+				// one volume per pipeline workspace, as each has its own PVC
+				dir := filepath.Join(vol, b.pipelineWS, b.subPath)
+				if _, err := os.Stat(dir); err != nil { // the kubelet makes a missing subPath
+					if err := os.MkdirAll(dir, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				repl["$(workspaces."+n+".path)"], repl[mp] = dir, dir
+				l := lockWorkspace(n)
+				repl["$(workspaces."+l+".bound)"] = "true"
+				repl["$(workspaces."+l+".claim)"] = "claim-" + b.pipelineWS
+				repl["$(workspaces."+l+".path)"] = filepath.Join(vol, b.pipelineWS)
+			}
+		}
+	}
+	sh := func(script string, wait bool) (*exec.Cmd, string) {
+		// one pass: a local directory may itself contain a mount path
+		// (a workspace named "workspace" lives in .../workspace)
+		var pairs []string // the longest first: NewReplacer takes the first that matches
+		keys := sortedKeys(setOf(repl))
+		sort.SliceStable(keys, func(i, j int) bool { return len(keys[i]) > len(keys[j]) })
+		for _, k := range keys {
+			pairs = append(pairs, k, repl[k])
+		}
+		script = strings.NewReplacer(pairs...).Replace(script)
+		cmd := exec.Command(busybox, "sh", "-c", "set -e\n"+script)
+		cmd.Dir, cmd.Env = vol, env
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if !wait {
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return cmd, ""
+		}
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: %v\n%s\n%s", inst.name, err, stdout.String(), stderr.String())
+		}
+		return cmd, stdout.String()
+	}
+	for _, sc := range list(spec, "sidecars") {
+		startSidecar(t, sh, sc.(obj), repl, vol, env)
+	}
+	_, before := sh(s(observer(stepBefore, wsNames), "script"), true)
+	for _, st := range list(spec, "steps") {
+		sh(s(st.(obj), "script"), true)
+	}
+	_, after := sh(s(observer(stepAfter, wsNames), "script"), true)
+	return &taskRun{name: inst.name, pod: "local", logs: map[string]string{stepBefore: before, stepAfter: after}}
+}
+
+func setOf(m map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 // startSidecar starts a sidecar's script and returns once its readinessProbe

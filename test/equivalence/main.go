@@ -43,6 +43,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,6 +143,8 @@ type kase struct {
 	// faultFailed: the fault could not be injected (registry-data-lost), so
 	// the outcome it asserts says nothing
 	faultFailed bool
+	// lockRoots: the PVC run's claims -> their directories on this machine (locks.go)
+	lockRoots map[string]string
 	// taskMeta: per pipeline task with a taskRef to a supplied Task, what
 	// its TaskRuns and pods must carry of the Task's metadata (metadata.go)
 	taskMeta map[string]objectMeta
@@ -208,23 +211,78 @@ func list(o obj, k string) []any { v, _ := o[k].([]any); return v }
 // observer is a step that prints every declared workspace's tree. pipefail:
 // a find or stat that fails (a path too long, a vanished entry) fails the
 // step, so a view is never silently short (compare reports a failed observer).
+//
+// In the PVC run it also serializes the task on the workspaces' PVCs
+// without changing the DAG: each task workspace X has an optional twin
+// eq-lock-X, which only the PVC run binds (the PVC's root, whatever X's
+// subPath). The before-observer takes the lock of each PVC (in claim-name
+// order, once per claim) before printing, and prints its turn (EQ-LOCK X n,
+// a counter kept under the lock); the after-observer prints, then gives the
+// locks back. Unbound (the converted run), nothing of it runs. The lock is
+// a symlink, created atomically with its holder's identity (TaskRun/pod);
+// a holder whose steps failed never reaches its after-observer: the harness
+// frees its lock once its TaskRun has ended (releaseDeadLocks), and a retry
+// of the same TaskRun takes over the lock of its dead earlier attempt.
+// Views never show the bookkeeping directory lockDir.
 func observer(name string, workspaces []string) obj {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\nset -e -o pipefail\n")
+	// the locks: "claim taskWS dir" lines, sorted (the same order in every pod)
+	b.WriteString("eq_locks() {\n:\n")
+	for _, w := range workspaces {
+		l := lockWorkspace(w)
+		fmt.Fprintf(&b, "if [ \"$(workspaces.%[1]s.bound)\" = true ]; then echo \"$(workspaces.%[1]s.claim) %[2]s $(workspaces.%[1]s.path)\"; fi\n", l, w)
+	}
+	b.WriteString("}\neq_me=\"$(context.taskRun.name)/$(hostname)\"\n")
+	if name == stepBefore {
+		fmt.Fprintf(&b, `eq_locks | sort | while read -r claim tws dir; do
+  if [ "$claim" != "${prev:-}" ]; then
+    prev=$claim; d="$dir/%[1]s"
+    mkdir -p -m 777 "$d"
+    until ln -sn "$eq_me" "$d/lock" 2>/dev/null; do
+      h=$(readlink "$d/lock") || continue
+      case "$h" in "$(context.taskRun.name)/"*) rm -f "$d/lock"; echo "EQ-LOCK-TAKEOVER $tws $h";; esac
+      sleep 0.2
+    done
+    n=$(cat "$d/seq" 2>/dev/null || echo 0); n=$((n + 1))
+    echo "$n" > "$d/seq.$$" && mv -f "$d/seq.$$" "$d/seq"
+  fi
+  echo "EQ-LOCK $tws $n"
+done
+`, lockDir)
+	}
 	for _, w := range workspaces {
 		fmt.Fprintf(&b, "echo 'EQ-VIEW %s'\n", w)
 		fmt.Fprintf(&b, "cd \"$(workspaces.%s.path)\"\n", w)
-		fmt.Fprintf(&b, `find . -mindepth 1 | sort | while IFS= read -r p; do
+		fmt.Fprintf(&b, `find . -mindepth 1 -path ./%[2]s -prune -o -print | sort | while IFS= read -r p; do
   o=$(stat -c %%u:%%g "$p"); md=$(stat -c %%a "$p")
   if [ -L "$p" ]; then echo "EQ|%[1]s|$p|symlink|777|$o|0|-|$(readlink "$p")"
   elif [ -d "$p" ]; then echo "EQ|%[1]s|$p|dir|$md|$o|0|-|"
   elif [ -f "$p" ]; then echo "EQ|%[1]s|$p|file|$md|$o|$(stat -c %%s "$p")|$(sha256sum < "$p" | cut -d' ' -f1)|"
   else echo "EQ|%[1]s|$p|other|$md|$o|0|-|"; fi
 done
-`, w)
+`, w, lockDir)
+	}
+	if name == stepAfter {
+		fmt.Fprintf(&b, `eq_locks | sort | while read -r claim tws dir; do
+  [ "$claim" = "${prev:-}" ] && continue
+  prev=$claim; d="$dir/%[1]s"
+  h=$(readlink "$d/lock" 2>/dev/null || true)
+  if [ "$h" != "$eq_me" ]; then echo "EQ-LOCK-LOST $tws: held by '$h', not $eq_me" >&2; exit 1; fi
+  rm "$d/lock"
+done
+`, lockDir)
 	}
 	return obj{"name": name, "image": observerImage, "script": b.String()}
 }
+
+// lockDir is the PVC run's bookkeeping directory at the root of each PVC:
+// lock (a symlink to its holder) and seq (the last turn given).
+const lockDir = ".eq-pvc"
+
+// lockWorkspace is the name of the optional task workspace that the PVC run
+// binds to the root of w's PVC, for the lock.
+func lockWorkspace(w string) string { return "eq-lock-" + w }
 
 // observe adds the two observer steps to a Task spec, for the workspaces it
 // declares.
@@ -237,13 +295,54 @@ func observe(spec obj) {
 }
 
 // observeWorkspaces adds the two observer steps for the task workspaces ws
-// (an embedded spec's pod may have more than it declares: podWorkspaces).
+// (an embedded spec's pod may have more than it declares: podWorkspaces),
+// and declares their optional lock workspaces.
 func observeWorkspaces(spec obj, ws []string) {
 	if len(ws) == 0 {
 		return
 	}
+	decl := list(spec, "workspaces")
+	for _, w := range ws {
+		decl = append(decl, obj{"name": lockWorkspace(w), "optional": true})
+	}
+	spec["workspaces"] = decl
 	steps := append([]any{observer(stepBefore, ws)}, list(spec, "steps")...)
 	spec["steps"] = append(steps, observer(stepAfter, ws))
+}
+
+// lockBindings binds, in the PVC run's twin of a pipeline spec, each task's
+// lock workspaces to the root of the converted workspaces it binds (tasks and
+// finally tasks; a matrix task's instances each take the lock). Nothing else
+// changes: the DAG, and so Tekton's skip semantics, stay the user's.
+func lockBindings(ps obj, tasks []*ptask, converted map[string]bool) obj {
+	b, _ := json.Marshal(ps)
+	var cp obj
+	_ = json.Unmarshal(b, &cp)
+	byName := map[string]*ptask{}
+	for _, t := range tasks {
+		byName[t.name] = t
+	}
+	for _, sect := range []string{"tasks", "finally"} {
+		for _, t := range list(cp, sect) {
+			t := t.(obj)
+			pt := byName[s(t, "name")]
+			if pt == nil {
+				continue
+			}
+			ws := list(t, "workspaces")
+			seen := map[string]bool{}
+			for _, bd := range pt.bindings {
+				if converted[bd.pipelineWS] && !seen[bd.taskWS] {
+					seen[bd.taskWS] = true
+					ws = append(ws, obj{"name": lockWorkspace(bd.taskWS), "workspace": bd.pipelineWS})
+				}
+			}
+			if len(ws) > 0 {
+				t["workspaces"] = ws
+			}
+		}
+	}
+	return cp
 }
 
 // ptask is what the harness knows of one pipeline task.
@@ -405,13 +504,6 @@ func (c *kase) run(paths []string) (int, error) {
 	for _, w := range list(m(run, "spec"), "workspaces") {
 		runWorkspaces[s(w.(obj), "name")] = true
 	}
-	for _, sect := range []string{"tasks", "finally"} {
-		for _, t := range list(pspec, sect) {
-			if ts := m(t, "taskSpec"); ts != nil {
-				observeWorkspaces(ts, podWorkspaces(t.(obj), runWorkspaces))
-			}
-		}
-	}
 	params := map[string]string{}
 	for _, p := range list(pspec, "params") {
 		if d, ok := p.(obj)["default"].(string); ok {
@@ -435,6 +527,15 @@ func (c *kase) run(paths []string) (int, error) {
 	if len(order) != len(tasks) {
 		return 0, errors.New("cannot order the pipeline's tasks (a cycle or an unknown runAfter)")
 	}
+	// the observers, once the tasks are known (their lock workspaces are the
+	// harness's, not the user's)
+	for _, sect := range []string{"tasks", "finally"} {
+		for _, t := range list(pspec, sect) {
+			if ts := m(t, "taskSpec"); ts != nil {
+				observeWorkspaces(ts, podWorkspaces(t.(obj), runWorkspaces))
+			}
+		}
+	}
 
 	// the namespace of the case, fresh
 	c.ns = "eq-" + c.name
@@ -448,34 +549,9 @@ func (c *kase) run(paths []string) (int, error) {
 	for _, o := range others {
 		m(o, "metadata")["namespace"] = c.ns
 	}
-	// the serialized twin of the Pipeline for the PVC run
-	serial := func(ps obj) obj {
-		b, _ := json.Marshal(ps)
-		var cp obj
-		_ = json.Unmarshal(b, &cp)
-		prev := ""
-		byName := map[string]obj{}
-		for _, t := range list(cp, "tasks") {
-			byName[s(t.(obj), "name")] = t.(obj)
-		}
-		for _, t := range order {
-			if t.finally {
-				continue
-			}
-			if prev != "" {
-				ra := list(byName[t.name], "runAfter")
-				dup := false
-				for _, r := range ra {
-					dup = dup || r == prev
-				}
-				if !dup {
-					byName[t.name]["runAfter"] = append(ra, prev)
-				}
-			}
-			prev = t.name
-		}
-		return cp
-	}
+	// the PVC run's twin of the Pipeline: the same DAG, with the lock
+	// workspaces bound (observer)
+	twin := func(ps obj) obj { return lockBindings(ps, tasks, converted) }
 	runs := map[string]obj{}
 	for _, kind := range []string{"pvc", "oci"} {
 		b, _ := json.Marshal(run)
@@ -492,17 +568,17 @@ func (c *kase) run(paths []string) (int, error) {
 		if kind == "pvc" {
 			labels[labelKey] = "false"
 			if ps := m(r, "spec", "pipelineSpec"); ps != nil {
-				m(r, "spec")["pipelineSpec"] = serial(ps)
+				m(r, "spec")["pipelineSpec"] = twin(ps)
 			} else {
 				name := s(m(r, "spec", "pipelineRef"), "name")
 				sp, _ := json.Marshal(pipelines[name])
-				var twin obj
-				_ = json.Unmarshal(sp, &twin)
-				m(twin, "metadata")["name"] = name + "-serial"
-				m(twin, "metadata")["namespace"] = c.ns
-				twin["spec"] = serial(m(twin, "spec"))
-				others = append(others, twin)
-				m(r, "spec", "pipelineRef")["name"] = name + "-serial"
+				var locked obj
+				_ = json.Unmarshal(sp, &locked)
+				m(locked, "metadata")["name"] = name + "-pvc"
+				m(locked, "metadata")["namespace"] = c.ns
+				locked["spec"] = twin(m(locked, "spec"))
+				others = append(others, locked)
+				m(r, "spec", "pipelineRef")["name"] = name + "-pvc"
 			}
 		} else {
 			labels[labelKey] = "true"
@@ -607,6 +683,9 @@ func (c *kase) wait(kind string) (*runResult, error) {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("run %s/%s not finished after %s", c.ns, kind, c.timeout)
 		}
+		if kind == "pvc" {
+			c.releaseDeadLocks(s(m(pr, "metadata"), "uid"))
+		}
 		time.Sleep(2 * time.Second)
 	}
 }
@@ -675,25 +754,49 @@ func views(log string) map[string]tree {
 	return out
 }
 
-// pods is what the observer steps of a task's TaskRuns printed for pipeline
-// workspace w: one pod per TaskRun that had one.
-func pods(t *ptask, trs []*taskRun, w string) []pod {
+// lockTurns parses a before-observer's log: task workspace -> its turn with
+// the lock of the PVC it is on (EQ-LOCK lines; none in the converted run).
+func lockTurns(log string) map[string]int {
+	out := map[string]int{}
+	for _, line := range strings.Split(log, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "EQ-LOCK" {
+			if n, err := strconv.Atoi(f[2]); err == nil && n > 0 {
+				out[f[1]] = n
+			}
+		}
+	}
+	return out
+}
+
+// instanceOf names a TaskRun's instance independently of its run: Tekton
+// names TaskRuns <run>-<pipeline task>[-<matrix index>].
+func instanceOf(run, taskRun string) string { return strings.TrimPrefix(taskRun, run+"-") }
+
+// turns is what the observer steps of a task's TaskRuns in run printed for
+// pipeline workspace w: one turn per TaskRun that had a pod, with its place
+// in the lock order of w's PVC.
+func turns(t *ptask, run string, trs []*taskRun, w string) []turn {
 	if !bindsWS(t, w) {
 		return nil
 	}
-	var out []pod
+	var out []turn
 	for _, tr := range trs {
 		if tr.pod == "" {
 			continue
 		}
 		before, after := views(tr.logs[stepBefore]), views(tr.logs[stepAfter])
-		var p pod
+		seqs := lockTurns(tr.logs[stepBefore])
+		tu := turn{task: t.name, instance: instanceOf(run, tr.name), subPaths: subPaths(t, w)}
 		for _, b := range t.bindings {
 			if b.pipelineWS == w {
-				p = append(p, boundView{subPath: b.subPath, before: before[b.taskWS], after: after[b.taskWS]})
+				tu.pod = append(tu.pod, boundView{subPath: b.subPath, before: before[b.taskWS], after: after[b.taskWS]})
+				if n := seqs[b.taskWS]; n > 0 {
+					tu.seq = n
+				}
 			}
 		}
-		out = append(out, p)
+		out = append(out, tu)
 	}
 	return out
 }
@@ -817,13 +920,13 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 	}
 
 	// artifacts in the registry
-	pushers := map[string]bool{}
+	pushSteps := map[string]map[string]bool{} // task -> its push steps' names
 	for _, sect := range []string{"tasks", "finally"} {
 		for _, t := range list(m(oci.obj, "spec", "pipelineSpec"), sect) {
+			name := s(t.(obj), "name")
+			pushSteps[name] = map[string]bool{}
 			for _, st := range list(m(t, "taskSpec"), "steps") {
-				if strings.HasPrefix(s(st.(obj), "name"), "oci-transport-push-") {
-					pushers[s(t.(obj), "name")] = true
-				}
+				pushSteps[name][s(st.(obj), "name")] = true
 			}
 		}
 	}
@@ -840,7 +943,8 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 			for _, tr := range oci.taskRuns[t.name] {
 				ran = ran || strings.HasPrefix(tr.status, "True")
 			}
-			if !pushers[t.name] || !ran || !bindsWS(t, w) {
+			// the push step of workspace w is named after its repository component
+			if !pushSteps[t.name]["oci-transport-push-"+transform.RepositoryComponent(w)] || !ran || !bindsWS(t, w) {
 				continue
 			}
 			found := false
@@ -860,19 +964,21 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		}
 	}
 
-	// The PVC run replayed in its serialized order (model.go): each task's
-	// change on top of what the tasks before it left.
-	names := make([]string, len(order))
-	for i, t := range order {
-		names[i] = t.name
-	}
-	changes := map[string]map[string]change{} // workspace -> task -> change
+	// The PVC run replayed in the order its TaskRuns took each workspace's
+	// lock (model.go): each turn's change on top of what the turns before it
+	// left.
+	hist := map[string]history{} // workspace -> the PVC run's turns
 	for w := range converted {
-		var rt []replayTask
+		var all []turn
 		for _, t := range order {
-			rt = append(rt, replayTask{name: t.name, finally: t.finally, subPaths: subPaths(t, w), pods: pods(t, pvc.taskRuns[t.name], w)})
+			all = append(all, turns(t, pvc.kind, pvc.taskRuns[t.name], w)...)
 		}
-		changes[w] = replay(rt)
+		hist[w] = replay(all)
+		var seq []string
+		for _, tu := range hist[w].turns {
+			seq = append(seq, tu.instance)
+		}
+		fmt.Printf("  PVC lock order on %s: %s\n", w, strings.Join(seq, " "))
 	}
 
 	// task by task, in topological order
@@ -883,48 +989,55 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		if ps != os {
 			lines = append(lines, fmt.Sprintf("  task status: PVC %s, converted %s", ps, os))
 		}
+		pvcStatus := map[string]string{}
+		for _, tr := range pvc.taskRuns[t.name] {
+			pvcStatus[instanceOf(pvc.kind, tr.name)] = tr.status
+		}
 		anc := ancestors(t, tasks)
 		seen, wrote := 0, 0
 		for w := range converted {
 			if !bindsWS(t, w) {
 				continue
 			}
-			// what the ancestors left, PVC semantics, plus what the task's
-			// own pod added before its steps on the PVC (sidecars)
-			state := ancestorState(names, anc, changes[w])
-			own := changes[w][t.name]
+			// what the ancestors left (every instance's change, in the
+			// order it happened on the PVC), plus what the task's own pods
+			// added before its steps on the PVC (sidecars)
+			state := hist[w].stateOf(anc)
+			own := hist[w].own(t.name, subPaths(t, w))
+			od := taskDelta(t, oci.taskRuns[t.name], w)
+			wrote += len(od.Set) + len(od.Deleted)
 			for _, tr := range oci.taskRuns[t.name] {
-				before := views(tr.logs[stepBefore])
+				before, after := views(tr.logs[stepBefore]), views(tr.logs[stepAfter])
+				inst := instanceOf(oci.kind, tr.name)
+				// after its own steps: that plus what the same instance's
+				// steps did on the PVC, relative to the PVC at its turn (a
+				// sibling instance's deletion is not its change). Views,
+				// not deltas: a directory a sibling happened to create
+				// first on the PVC is still the same directory. Not for an
+				// instance whose status already differs.
+				steps, onPVC := hist[w].instance(t.name, inst)
+				compareAfter := onPVC && pvcStatus[inst] == tr.status
+				if !onPVC && strings.HasPrefix(tr.status, "True") {
+					lines = append(lines, fmt.Sprintf("  %s: no TaskRun %s-%s in the PVC run to compare its writes with", tr.name, pvc.kind, inst))
+				}
 				for _, b := range t.bindings {
 					if b.pipelineWS != w {
 						continue
 					}
-					want, _ := expect(state, own, b.subPath)
+					want, wantAfter := expect(state, own.withSteps(steps), b.subPath)
+					if before[b.taskWS] == nil {
+						continue // its before-observer never printed (failedObservers says if it failed)
+					}
 					seen += len(before[b.taskWS])
 					for _, l := range diffLines(want, before[b.taskWS]) {
 						lines = append(lines, fmt.Sprintf("  %s sees through %s (subPath %q): %s", tr.name, b.taskWS, b.subPath, strings.TrimSpace(l)))
 					}
-				}
-			}
-			// after its own steps: that plus what its steps did on the PVC
-			// (comparing views, not deltas: a directory that a sibling
-			// happened to create first on the PVC is still the same
-			// directory). Matrix instances are compared as their union.
-			od := taskDelta(t, oci.taskRuns[t.name], w)
-			wrote += len(od.Set) + len(od.Deleted)
-			for _, b := range t.bindings {
-				if b.pipelineWS != w || len(oci.taskRuns[t.name]) == 0 || ps != os {
-					continue
-				}
-				got := tree{}
-				for _, tr := range oci.taskRuns[t.name] {
-					for p, e := range views(tr.logs[stepAfter])[b.taskWS] {
-						got[p] = e
+					if !compareAfter || after[b.taskWS] == nil { // its after-observer never ran (or failed: failedObservers)
+						continue
 					}
-				}
-				_, want := expect(state, own, b.subPath)
-				for _, l := range diffLines(want, got) {
-					lines = append(lines, fmt.Sprintf("  after its steps, through %s (subPath %q): %s", b.taskWS, b.subPath, strings.TrimSpace(l)))
+					for _, l := range diffLines(wantAfter, after[b.taskWS]) {
+						lines = append(lines, fmt.Sprintf("  %s after its steps, through %s (subPath %q): %s", tr.name, b.taskWS, b.subPath, strings.TrimSpace(l)))
+					}
 				}
 			}
 		}

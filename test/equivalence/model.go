@@ -374,43 +374,96 @@ func (t tree) applyChange(c change) {
 	t.apply(c.steps)
 }
 
-// replayTask is one task of the PVC run, in the serialized order.
-type replayTask struct {
-	name     string
-	finally  bool
+// ---- the PVC run replayed in the order its tasks took the workspace's lock
+//
+// The PVC run keeps the user's DAG (Tekton's own skip and failure semantics);
+// it is serialized by a lock on each workspace's PVC instead (main.go): every
+// TaskRun's before-observer takes it and prints its turn (a counter kept
+// under the lock), its after-observer gives it back. So each TaskRun (each
+// matrix instance, each finally task) ran its steps alone on the PVC, and the
+// turns say in which order.
+
+// turn is one TaskRun's time with a workspace's lock in the PVC run.
+type turn struct {
+	task     string
+	instance string // the TaskRun's name without the run's: the converted run's TaskRun of the same instance has it too
+	seq      int    // its place in the lock order; 0: it printed none (it goes after every numbered turn)
 	subPaths []string
-	pods     []pod
+	pod      pod
 }
 
-// replay walks the PVC run in its serialized order and returns each task's
-// change. Tekton runs `finally` tasks at once after every task (they cannot
-// be serialized: runAfter is not allowed there), so each starts from the
-// state the tasks left; what one finally task sees of another is a race.
-// The state starts empty, as the test bed's hostPath volumes do (an ext4
-// volume's lost+found would show as the first root view's pod start).
-func replay(tasks []replayTask) map[string]change {
-	out := map[string]change{}
+// history is the PVC run of one workspace replayed in lock order: each
+// turn's change on top of what the turns before it left. The state starts
+// empty, as the test bed's hostPath volumes do (an ext4 volume's lost+found
+// would show as the first root view's pod start).
+type history struct {
+	turns   []turn   // in lock order
+	changes []change // changes[i] is turns[i]'s
+}
+
+func replay(turns []turn) history {
+	h := history{turns: append([]turn(nil), turns...)}
+	sort.SliceStable(h.turns, func(i, j int) bool {
+		a, b := h.turns[i].seq, h.turns[j].seq
+		return a != 0 && (b == 0 || a < b)
+	})
 	state := tree{}
-	for _, t := range tasks {
-		c := observeChange(state, t.subPaths, t.pods)
-		out[t.name] = c
-		if !t.finally {
-			state.applyChange(c)
-		}
+	for _, t := range h.turns {
+		c := observeChange(state, t.subPaths, []pod{t.pod})
+		h.changes = append(h.changes, c)
+		state.applyChange(c)
 	}
-	return out
+	return h
 }
 
-// ancestorState is the workspace a converted task must start from: its
-// ancestors' changes applied in the serialized order.
-func ancestorState(order []string, anc map[string]bool, changes map[string]change) tree {
+// stateOf is the workspace a converted task must start from: the changes of
+// the tasks in anc (its DAG ancestors), every instance's, applied in the
+// order they happened on the PVC. What another task did (a parallel sibling,
+// another finally task, a sibling matrix instance) is a race on a PVC: it is
+// replayed to know what the PVC held, never expected in a converted view.
+func (h history) stateOf(anc map[string]bool) tree {
 	s := tree{}
-	for _, n := range order {
-		if anc[n] {
-			s.applyChange(changes[n])
+	for i, t := range h.turns {
+		if anc[t.task] {
+			s.applyChange(h.changes[i])
 		}
 	}
 	return s
+}
+
+// own is what a converted TaskRun of task starts with on top of its
+// ancestors' state: the kubelet's directories for subPaths and the task's
+// pod-start additions, what any of its instances showed before its steps
+// that the PVC's state did not explain (its sidecars; the pods of a matrix
+// task start at once, so the first instance to take the lock may see what
+// a sibling's sidecar wrote: it is the task's, whichever pod wrote it).
+func (h history) own(task string, subPaths []string) change {
+	c := change{subPaths: subPaths, podStart: delta{Set: tree{}}, steps: delta{Set: tree{}}}
+	for i, t := range h.turns {
+		if t.task == task {
+			c.ran = true
+			c.podStart.merge(h.changes[i].podStart)
+		}
+	}
+	return c
+}
+
+// instance is what task's instance did on the PVC: the steps of its own
+// turn, relative to the state at its turn (what earlier turns, a sibling
+// instance's deletion included, did is not its change).
+func (h history) instance(task, instance string) (delta, bool) {
+	for i, t := range h.turns {
+		if t.task == task && t.instance == instance {
+			return h.changes[i].steps, true
+		}
+	}
+	return delta{}, false
+}
+
+// withSteps is c with the steps of one instance.
+func (c change) withSteps(d delta) change {
+	c.steps = d
+	return c
 }
 
 // expect is what a converted task's binding with subPath must show before
@@ -426,4 +479,13 @@ func expect(anc tree, c change, subPath string) (before, after tree) {
 	before = s.viewAt(root)
 	s.apply(c.steps)
 	return before, s.viewAt(root)
+}
+
+// stateAt is the workspace as the i-th turn found it.
+func (h history) stateAt(i int) tree {
+	s := tree{}
+	for _, c := range h.changes[:i] {
+		s.applyChange(c)
+	}
+	return s
 }

@@ -136,11 +136,11 @@ func TestSidecarWritesAndKubeletDirsReachLaterTasks(t *testing.T) {
 		t.Fatalf("the old model was expected to be blind here, it found:\n%s", strings.Join(diff, "\n"))
 	}
 
-	changes := replay([]replayTask{
-		{name: "checkout", subPaths: []string{""}, pods: []pod{checkout}},
-		{name: "build", subPaths: []string{"src", "cache/deps", "logs/build"}, pods: []pod{build}},
+	h := replay([]turn{
+		{task: "checkout", instance: "checkout", seq: 1, subPaths: []string{""}, pod: checkout},
+		{task: "build", instance: "build", seq: 2, subPaths: []string{"src", "cache/deps", "logs/build"}, pod: build},
 	})
-	anc := ancestorState([]string{"checkout", "build"}, map[string]bool{"checkout": true, "build": true}, changes)
+	anc := h.stateOf(map[string]bool{"checkout": true, "build": true})
 	want, _ := expect(anc, change{}, "")
 	diff := diffLines(want, droppedReport)
 	got := strings.Join(diff, "\n")
@@ -171,18 +171,19 @@ func TestSidecarWritesAndKubeletDirsReachLaterTasks(t *testing.T) {
 func TestConvertedTaskSeesItsPodStart(t *testing.T) {
 	checkout, build, _ := sidecarRun()
 	build[0].after = tree{"main.c": file("m"), "app": file("a")} // the steps delete .deps-resolved
-	changes := replay([]replayTask{
-		{name: "checkout", subPaths: []string{""}, pods: []pod{checkout}},
-		{name: "build", subPaths: []string{"src", "cache/deps", "logs/build"}, pods: []pod{build}},
+	h := replay([]turn{
+		{task: "checkout", instance: "checkout", seq: 1, subPaths: []string{""}, pod: checkout},
+		{task: "build", instance: "build", seq: 2, subPaths: []string{"src", "cache/deps", "logs/build"}, pod: build},
 	})
-	c := changes["build"]
+	steps, _ := h.instance("build", "build")
+	c := h.own("build", []string{"src", "cache/deps", "logs/build"}).withSteps(steps)
 	if _, ok := c.podStart.Set["src/.deps-resolved"]; !ok || len(c.podStart.Set) != 3 {
 		t.Fatalf("pod start = %v", c.podStart)
 	}
 	if strings.Join(c.steps.Deleted, ",") != "src/.deps-resolved" || len(c.steps.Set) != 1 {
 		t.Fatalf("steps = %+v", c.steps)
 	}
-	anc := ancestorState([]string{"checkout", "build"}, map[string]bool{"checkout": true}, changes)
+	anc := h.stateOf(map[string]bool{"checkout": true})
 	before, after := expect(anc, c, "src")
 	if diff := diffLines(tree{"main.c": file("m"), ".deps-resolved": file("d")}, before); len(diff) != 0 {
 		t.Fatalf("before:\n%s", strings.Join(diff, "\n"))
@@ -201,21 +202,38 @@ func TestConvertedTaskSeesItsPodStart(t *testing.T) {
 	}
 }
 
-// Matrix instances run at once on the PVC: what only some instances saw at
-// pod start came from a sibling (a race), what every instance saw came from
-// their own pods.
-func TestMatrixPodStartIsWhatEveryInstanceSaw(t *testing.T) {
-	base := tree{"VERSION": file("v")}
+// The pods of a matrix task start at once: the first instance to take the
+// lock may see what every pod's sidecar wrote (sidecar.log); later ones find
+// it in the state. It is the task's pod start, so every converted instance
+// must see it; each instance's steps are its own.
+func TestMatrixPodStartIsWhatAnyInstanceSaw(t *testing.T) {
+	base := pod{{subPath: "", before: tree{}, after: tree{"VERSION": file("v")}}}
 	one := pod{{subPath: "", before: tree{"VERSION": file("v"), "sidecar.log": file("s")},
 		after: tree{"VERSION": file("v"), "sidecar.log": file("s"), "app-1": file("1")}}}
 	two := pod{{subPath: "", before: tree{"VERSION": file("v"), "sidecar.log": file("s"), "app-1": file("1")},
 		after: tree{"VERSION": file("v"), "sidecar.log": file("s"), "app-1": file("1"), "app-2": file("2")}}}
-	c := observeChange(base, []string{""}, []pod{one, two})
-	if len(c.podStart.Set) != 1 || c.podStart.Set["sidecar.log"].Type != "file" {
-		t.Fatalf("pod start = %v", c.podStart)
+	h := replay([]turn{
+		{task: "build", instance: "build-1", seq: 3, subPaths: []string{""}, pod: two},
+		{task: "prepare", instance: "prepare", seq: 1, subPaths: []string{""}, pod: base},
+		{task: "build", instance: "build-0", seq: 2, subPaths: []string{""}, pod: one},
+	})
+	own := h.own("build", []string{""})
+	if len(own.podStart.Set) != 1 || own.podStart.Set["sidecar.log"].Type != "file" {
+		t.Fatalf("pod start = %v", own.podStart)
 	}
-	if len(c.steps.Set) != 2 || len(c.steps.Deleted) != 0 {
-		t.Fatalf("steps = %+v", c.steps)
+	anc := h.stateOf(map[string]bool{"prepare": true})
+	for inst, app := range map[string]string{"build-0": "app-1", "build-1": "app-2"} {
+		steps, ok := h.instance("build", inst)
+		if !ok || len(steps.Set) != 1 || len(steps.Deleted) != 0 {
+			t.Fatalf("%s steps = %+v", inst, steps)
+		}
+		before, after := expect(anc, own.withSteps(steps), "")
+		if diff := diffLines(tree{"VERSION": file("v"), "sidecar.log": file("s")}, before); len(diff) != 0 {
+			t.Errorf("%s before:\n%s", inst, strings.Join(diff, "\n"))
+		}
+		if diff := diffLines(tree{"VERSION": file("v"), "sidecar.log": file("s"), app: file(app[4:])}, after); len(diff) != 0 {
+			t.Errorf("%s after:\n%s", inst, strings.Join(diff, "\n"))
+		}
 	}
 }
 
@@ -270,23 +288,33 @@ func TestKubeletDirs(t *testing.T) {
 	}
 }
 
-// finally tasks run at once after every task: each starts from the state the
-// tasks left, not from another finally task's change.
-func TestReplayFinallyStartsFromTheTasksState(t *testing.T) {
-	changes := replay([]replayTask{
-		{name: "a", subPaths: []string{""}, pods: []pod{{{subPath: "", before: tree{}, after: tree{"a": file("a")}}}}},
-		{name: "f1", finally: true, subPaths: []string{""}, pods: []pod{{{subPath: "", before: tree{"a": file("a")}, after: tree{"a": file("a"), "f1": file("1")}}}}},
-		{name: "f2", finally: true, subPaths: []string{""}, pods: []pod{{{subPath: "", before: tree{"a": file("a")}, after: tree{"a": file("a"), "f2": file("2")}}}}},
-		{name: "skipped", subPaths: []string{"never"}},
+// finally tasks run at once after every task; the lock serializes them on
+// the PVC too, and the replay knows what each found there (f2 found f1's
+// file: not its change). A converted finally task starts from what the
+// tasks left, without another finally task's change.
+func TestReplayFinallyInLockOrder(t *testing.T) {
+	h := replay([]turn{
+		{task: "a", instance: "a", seq: 1, subPaths: []string{""}, pod: pod{{subPath: "", before: tree{}, after: tree{"a": file("a")}}}},
+		{task: "f2", instance: "f2", seq: 3, subPaths: []string{""}, pod: pod{{subPath: "", before: tree{"a": file("a"), "f1": file("1")}, after: tree{"f1": file("1"), "f2": file("2")}}}},
+		{task: "f1", instance: "f1", seq: 2, subPaths: []string{""}, pod: pod{{subPath: "", before: tree{"a": file("a")}, after: tree{"a": file("a"), "f1": file("1")}}}},
 	})
-	if d := changes["f2"].steps; len(d.Deleted) != 0 || len(d.Set) != 1 {
-		t.Fatalf("f2 = %+v", d)
+	steps, _ := h.instance("f2", "f2")
+	if len(steps.Set) != 1 || strings.Join(steps.Deleted, ",") != "a" {
+		t.Fatalf("f2 = %+v", steps)
 	}
-	if c := changes["skipped"]; c.ran || !c.podStart.empty() || !c.steps.empty() {
+	if c := h.own("skipped", []string{"never"}); c.ran || !c.podStart.empty() {
 		t.Fatalf("a skipped task changed something: %+v", c)
 	}
-	if s := ancestorState([]string{"a", "skipped"}, map[string]bool{"a": true, "skipped": true}, changes); len(s) != 1 {
-		t.Fatalf("state = %v (a skipped task's subPath has no kubelet directory)", s)
+	anc := h.stateOf(map[string]bool{"a": true, "skipped": true})
+	if len(anc) != 1 {
+		t.Fatalf("state = %v (a skipped task's subPath has no kubelet directory)", anc)
+	}
+	before, after := expect(anc, h.own("f2", []string{""}).withSteps(steps), "")
+	if diff := diffLines(tree{"a": file("a")}, before); len(diff) != 0 {
+		t.Fatalf("converted f2 before:\n%s", strings.Join(diff, "\n"))
+	}
+	if diff := diffLines(tree{"f2": file("2")}, after); len(diff) != 0 {
+		t.Fatalf("converted f2 after:\n%s", strings.Join(diff, "\n"))
 	}
 }
 
