@@ -320,3 +320,118 @@ func TestObserverFailsLoudly(t *testing.T) {
 		t.Fatalf("the observer succeeded on a tree it cannot read:\n%.300s", out)
 	}
 }
+
+// The PVC run's lock, as the observers take and give it, with busybox: four
+// TaskRuns at once hold it one at a time and get turns 1-4; a retry takes
+// over its dead earlier attempt's lock; a lock another TaskRun left behind
+// holds the next one until it is freed (the harness does it once that
+// TaskRun has ended); an after-observer that no longer holds its lock fails.
+func TestObserverLock(t *testing.T) {
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skip("no " + busybox)
+	}
+	vol := t.TempDir()
+	root := filepath.Join(vol, "ws")
+	if err := os.MkdirAll(filepath.Join(root, "src"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	journal := filepath.Join(vol, "journal")
+	script := func(step, taskRun string) string {
+		return strings.NewReplacer(
+			"$(workspaces.eq-lock-ws.bound)", "true", "$(workspaces.eq-lock-ws.claim)", "claim-ws",
+			"$(workspaces.eq-lock-ws.path)", root, "$(workspaces.ws.path)", root,
+			"$(context.taskRun.name)", taskRun,
+		).Replace(s(observer(step, []string{"ws"}), "script"))
+	}
+	task := func(taskRun string) *exec.Cmd {
+		return exec.Command(busybox, "sh", "-c", script(stepBefore, taskRun)+
+			"\necho start "+taskRun+" >> "+journal+"\nsleep 0.1\necho end "+taskRun+" >> "+journal+"\n"+script(stepAfter, taskRun))
+	}
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	for i := 0; i < 4; i++ {
+		c := task(fmt.Sprintf("pvc-build-%d", i))
+		var b bytes.Buffer
+		c.Stdout, c.Stderr = &b, &b
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, c), append(outs, &b)
+	}
+	seen := map[int]bool{}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("task %d: %v\n%s", i, err, outs[i])
+		}
+		n := lockTurns(outs[i].String())["ws"]
+		if n < 1 || n > 4 || seen[n] {
+			t.Fatalf("task %d: turn %d (seen %v)\n%s", i, n, seen, outs[i])
+		}
+		seen[n] = true
+		if v := views(outs[i].String())["ws"]; len(v) != 1 || v["src"].Type != "dir" {
+			t.Fatalf("task %d: view %v (the lock's directory must not show)", i, v)
+		}
+	}
+	j, _ := os.ReadFile(journal)
+	lines := strings.Split(strings.TrimSpace(string(j)), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		if !strings.HasPrefix(lines[i], "start ") || lines[i+1] != "end "+strings.TrimPrefix(lines[i], "start ") {
+			t.Fatalf("holders overlapped:\n%s", j)
+		}
+	}
+	lock := filepath.Join(root, lockDir, "lock")
+	if _, err := os.Lstat(lock); err == nil {
+		t.Fatal("the lock was not given back")
+	}
+
+	// a retry: the same TaskRun, another pod
+	if err := os.Symlink("pvc-retry/pvc-retry-pod-attempt-1", lock); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(busybox, "sh", "-c", script(stepBefore, "pvc-retry")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "EQ-LOCK-TAKEOVER ws pvc-retry/pvc-retry-pod-attempt-1") || lockTurns(string(out))["ws"] != 5 {
+		t.Fatalf("retry: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(busybox, "sh", "-c", script(stepAfter, "pvc-retry")).CombinedOutput(); err != nil {
+		t.Fatalf("retry's after-observer: %v\n%s", err, out)
+	}
+
+	// a holder whose steps failed: the next waits until the lock is freed
+	if err := os.Symlink("pvc-failed/pvc-failed-pod", lock); err != nil {
+		t.Fatal(err)
+	}
+	waiter := exec.Command(busybox, "sh", "-c", script(stepBefore, "pvc-next"))
+	var wout bytes.Buffer
+	waiter.Stdout, waiter.Stderr = &wout, &wout
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- waiter.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("the waiter did not wait for a dead holder's lock: %v\n%s", err, wout.String())
+	case <-time.After(700 * time.Millisecond):
+	}
+	if err := os.Remove(lock); err != nil { // what releaseDeadLocks does
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil || lockTurns(wout.String())["ws"] != 6 {
+			t.Fatalf("waiter: %v\n%s", err, wout.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = waiter.Process.Kill()
+		t.Fatal("the waiter did not take the freed lock")
+	}
+	// an after-observer whose lock is not its own fails loudly
+	if out, err := exec.Command(busybox, "sh", "-c", script(stepAfter, "pvc-other")).CombinedOutput(); err == nil || !strings.Contains(string(out), "EQ-LOCK-LOST") {
+		t.Fatalf("after-observer without its lock: %v\n%s", err, out)
+	}
+	// in the converted run the lock workspace is not bound: no lock at all
+	conv := strings.NewReplacer("$(workspaces.eq-lock-ws.bound)", "false", "$(workspaces.ws.path)", root, "$(context.taskRun.name)", "oci-x").Replace(s(observer(stepBefore, []string{"ws"}), "script"))
+	if out, err := exec.Command(busybox, "sh", "-c", conv).CombinedOutput(); err != nil || strings.Contains(string(out), "EQ-LOCK") {
+		t.Fatalf("converted before-observer: %v\n%s", err, out)
+	}
+}

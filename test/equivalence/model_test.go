@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -325,5 +328,275 @@ func TestUnprintedViewIsUnknown(t *testing.T) {
 	c := observeChange(s, []string{""}, []pod{{{subPath: "", before: tree{"a": file("a")}, after: nil}}})
 	if !c.steps.empty() {
 		t.Fatalf("steps = %+v", c.steps)
+	}
+}
+
+// ---- serialization by the PVC's lock (issue 17, items 3 and 4)
+
+// Two parallel tasks on one PVC: the lock gave `b` its turn before `a`.
+// Replayed in topological order (the old model, whose runAfter edges made
+// that the real order), a's before-view on the PVC shows b's files as if
+// a's own pod had made them, and the converted `a` (which never sees b's
+// files) would be a false difference. Replayed in lock order, it is right.
+func TestReplayFollowsTheLockOrder(t *testing.T) {
+	a := pod{{subPath: "", before: tree{"out": dir(), "out/b": file("b")}, after: tree{"out": dir(), "out/b": file("b"), "out/a": file("a")}}}
+	b := pod{{subPath: "", before: tree{}, after: tree{"out": dir(), "out/b": file("b")}}}
+	convertedA := tree{"out": dir(), "out/a": file("a")} // after its steps; it saw nothing before
+
+	// the old model: topological order a, b
+	old := replay([]turn{{task: "a", instance: "a", seq: 1, subPaths: []string{""}, pod: a}, {task: "b", instance: "b", seq: 2, subPaths: []string{""}, pod: b}})
+	oldSteps, _ := old.instance("a", "a")
+	oldBefore, _ := expect(tree{}, old.own("a", []string{""}).withSteps(oldSteps), "")
+	if diff := diffLines(oldBefore, tree{}); len(diff) == 0 {
+		t.Fatal("replayed in topological order, the converted a was expected to differ (b's files as its pod start)")
+	}
+
+	// the lock order the observers printed: b 1, a 2
+	h := replay([]turn{{task: "a", instance: "a", seq: 2, subPaths: []string{""}, pod: a}, {task: "b", instance: "b", seq: 1, subPaths: []string{""}, pod: b}})
+	if h.turns[0].task != "b" {
+		t.Fatalf("replay order = %v", h.turns)
+	}
+	steps, _ := h.instance("a", "a")
+	before, after := expect(h.stateOf(nil), h.own("a", []string{""}).withSteps(steps), "")
+	if diff := diffLines(before, tree{}); len(diff) != 0 {
+		t.Fatalf("converted a before:\n%s", strings.Join(diff, "\n"))
+	}
+	if diff := diffLines(after, convertedA); len(diff) != 0 {
+		t.Fatalf("converted a after:\n%s", strings.Join(diff, "\n"))
+	}
+	// a turn without a number (its before-observer printed none) goes last
+	if h := replay([]turn{{task: "x", seq: 0}, {task: "y", seq: 2}, {task: "z", seq: 1}}); h.turns[0].task != "z" || h.turns[2].task != "x" {
+		t.Fatalf("order = %v", h.turns)
+	}
+}
+
+// matrixDeletionsRun is the PVC run of testdata/matrix-deletions.yaml as the
+// lock ordered it: prepare, then build's instances 2, 0, 1; instance 0
+// (platform "clean") deletes dist/stale.txt, which instance 1 then no longer
+// found on the PVC, and which instance 2 (before it) still saw.
+func matrixDeletionsRun() []turn {
+	prep := tree{"VERSION": file("v"), "dist": dir(), "dist/stale.txt": file("old")}
+	after2 := tree{"VERSION": file("v"), "dist": dir(), "dist/stale.txt": file("old"), "dist/app-windows": file("w")}
+	after0 := tree{"VERSION": file("v"), "dist": dir(), "dist/app-windows": file("w"), "dist/app-linux": file("l")}
+	return []turn{
+		{task: "prepare", instance: "prepare", seq: 1, subPaths: []string{""}, pod: pod{{subPath: "", before: tree{}, after: prep}}},
+		{task: "build", instance: "build-2", seq: 2, subPaths: []string{""}, pod: pod{{subPath: "", before: prep, after: after2}}},
+		{task: "build", instance: "build-0", seq: 3, subPaths: []string{""}, pod: pod{{subPath: "", before: after2, after: after0}}},
+		{task: "build", instance: "build-1", seq: 4, subPaths: []string{""}, pod: pod{{subPath: "", before: after0,
+			after: tree{"VERSION": file("v"), "dist": dir(), "dist/app-windows": file("w"), "dist/app-linux": file("l"), "dist/app-darwin": file("d")}}}},
+	}
+}
+
+// One matrix instance deletes a file the others still see (converted, each
+// instance has its own copy of what prepare left). The old model compared
+// the union of the instances' after-views with every instance's changes
+// applied: stale.txt, deleted by one, shown by two, was a false difference.
+// Each instance is judged by its own change; the join sees all of them.
+func TestMatrixInstancesJudgedByTheirOwnChange(t *testing.T) {
+	h := replay(matrixDeletionsRun())
+	prep := tree{"VERSION": file("v"), "dist": dir(), "dist/stale.txt": file("old")}
+	// what each converted instance showed after its steps
+	converted := map[string]tree{
+		"build-0": {"VERSION": file("v"), "dist": dir(), "dist/app-linux": file("l")},
+		"build-1": {"VERSION": file("v"), "dist": dir(), "dist/stale.txt": file("old"), "dist/app-darwin": file("d")},
+		"build-2": {"VERSION": file("v"), "dist": dir(), "dist/stale.txt": file("old"), "dist/app-windows": file("w")},
+	}
+	anc := h.stateOf(map[string]bool{"prepare": true})
+	own := h.own("build", []string{""})
+
+	// the old model: one change for the task, the union of the after-views
+	all := delta{Set: tree{}}
+	for _, inst := range []string{"build-2", "build-0", "build-1"} {
+		d, _ := h.instance("build", inst)
+		all.merge(d)
+	}
+	union := tree{}
+	for _, v := range converted {
+		for p, e := range v {
+			union[p] = e
+		}
+	}
+	_, oldWant := expect(anc, own.withSteps(all), "")
+	if diff := strings.Join(diffLines(oldWant, union), "\n"); !strings.Contains(diff, "unexpected dist/stale.txt") {
+		t.Fatalf("the old model was expected to report stale.txt, it said:\n%s", diff)
+	}
+
+	for inst, got := range converted {
+		steps, ok := h.instance("build", inst)
+		if !ok {
+			t.Fatalf("no PVC turn for %s", inst)
+		}
+		before, after := expect(anc, own.withSteps(steps), "")
+		if diff := diffLines(before, prep); len(diff) != 0 {
+			t.Errorf("%s before:\n%s", inst, strings.Join(diff, "\n"))
+		}
+		if diff := diffLines(after, got); len(diff) != 0 {
+			t.Errorf("%s after:\n%s", inst, strings.Join(diff, "\n"))
+		}
+	}
+	// instance 1 deleted nothing (stale.txt was gone when it came): it must
+	// not be expected to delete it; instance 0 must
+	if d, _ := h.instance("build", "build-1"); len(d.Deleted) != 0 {
+		t.Errorf("build-1 deleted %v", d.Deleted)
+	}
+	if d, _ := h.instance("build", "build-0"); strings.Join(d.Deleted, ",") != "dist/stale.txt" {
+		t.Errorf("build-0 deleted %v", d.Deleted)
+	}
+	// a converted instance that kept stale.txt although it deleted it on the PVC differs
+	_, want0 := expect(anc, own.withSteps(func() delta { d, _ := h.instance("build", "build-0"); return d }()), "")
+	if diff := strings.Join(diffLines(want0, converted["build-2"]), "\n"); !strings.Contains(diff, "unexpected dist/stale.txt") {
+		t.Errorf("a wrong instance was not caught:\n%s", diff)
+	}
+	// the join: every instance's change, in lock order
+	join := h.stateOf(map[string]bool{"prepare": true, "build": true})
+	want := tree{"VERSION": file("v"), "dist": dir(), "dist/app-linux": file("l"), "dist/app-darwin": file("d"), "dist/app-windows": file("w")}
+	if diff := diffLines(join, want); len(diff) != 0 {
+		t.Fatalf("join:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+func TestLockTurnsParse(t *testing.T) {
+	got := lockTurns("EQ-LOCK source 3\nEQ-LOCK cache 3\nEQ-LOCK-TAKEOVER x pvc-a/pod\nEQ-LOCK bad x\nEQ|source|./a|file|644|0:0|1|x|\n")
+	if len(got) != 2 || got["source"] != 3 || got["cache"] != 3 {
+		t.Fatalf("turns = %v", got)
+	}
+	if instanceOf("pvc", "pvc-build-2") != "build-2" || instanceOf("oci", "oci-build-2") != "build-2" {
+		t.Fatal("instanceOf")
+	}
+}
+
+// oldSerial is the PVC twin the harness used to build: each non-finally
+// task runAfter the previous one along topo's order.
+func oldSerial(ps obj, order []*ptask) obj {
+	b, _ := json.Marshal(ps)
+	var cp obj
+	_ = json.Unmarshal(b, &cp)
+	byName := map[string]obj{}
+	for _, t := range list(cp, "tasks") {
+		byName[s(t.(obj), "name")] = t.(obj)
+	}
+	prev := ""
+	for _, t := range order {
+		if t.finally {
+			continue
+		}
+		if prev != "" {
+			byName[t.name]["runAfter"] = append(list(byName[t.name], "runAfter"), prev)
+		}
+		prev = t.name
+	}
+	return cp
+}
+
+var resultRefRE = regexp.MustCompile(`\$\(tasks\.([a-z0-9-]+)\.results\.`)
+
+// tektonSkips is Tekton's skipping (pipelinerunresolution.go, v1.15, `when`
+// scoped to the task) for a run in which the tasks of whenFalse have a
+// `when` that evaluates to false: a task is skipped for its `when`; else if
+// a parent was skipped for another reason than its `when`; else if it uses
+// a result of a parent skipped for its `when` (a missing result).
+func tektonSkips(spec obj, whenFalse map[string]bool) map[string]string {
+	tasks := pipelineTasks(spec, nil)
+	uses := map[string][]string{}
+	for _, t := range list(spec, "tasks") {
+		b, _ := json.Marshal(t.(obj)["params"])
+		for _, mm := range resultRefRE.FindAllStringSubmatch(string(b), -1) {
+			uses[s(t.(obj), "name")] = append(uses[s(t.(obj), "name")], mm[1])
+		}
+	}
+	skip := map[string]string{}
+	for _, t := range topo(tasks) {
+		if t.finally {
+			continue
+		}
+		switch {
+		case whenFalse[t.name]:
+			skip[t.name] = "When"
+		default:
+			for _, d := range t.deps {
+				if r := skip[d]; r != "" && r != "When" {
+					skip[t.name] = "ParentTasksSkip"
+				}
+			}
+			for _, u := range uses[t.name] {
+				if skip[t.name] == "" && skip[u] == "When" {
+					skip[t.name] = "MissingResults"
+				}
+			}
+		}
+	}
+	return skip
+}
+
+// The PVC run must have the user's DAG. testdata/when-results.yaml: publish
+// is skipped by its `when`, announce for publish's missing result; docs and
+// package run. The old runAfter serialization made docs a descendant of
+// announce, so Tekton skipped docs and package on the PVC (the false
+// difference "skipped tasks: PVC [announce,docs,package,publish], converted
+// [announce,publish]"). The lock bindings change nothing of the DAG.
+func TestPVCTwinKeepsTheDAG(t *testing.T) {
+	docs, err := readDocs([]string{"testdata/when-results.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pspec := m(docs[0], "spec", "pipelineSpec")
+	tasks := pipelineTasks(pspec, nil)
+	whenFalse := map[string]bool{"publish": true} // detect's result is "no"
+	names := func(skip map[string]string) string { return strings.Join(sortedKeys(setOf(skip)), ",") }
+
+	if got := names(tektonSkips(pspec, whenFalse)); got != "announce,publish" {
+		t.Fatalf("the user's pipeline skips %s", got)
+	}
+	if got := names(tektonSkips(oldSerial(pspec, topo(tasks)), whenFalse)); got != "announce,docs,package,publish" {
+		t.Fatalf("the old serialized twin was expected to skip docs and package too, it skips %s", got)
+	}
+	twin := lockBindings(pspec, tasks, map[string]bool{"ws": true})
+	if got := names(tektonSkips(twin, whenFalse)); got != "announce,publish" {
+		t.Fatalf("the PVC twin skips %s", got)
+	}
+	// the same dependencies, and every task binds its lock at the PVC's root
+	// (docs binds only the subPath site)
+	for i, tt := range pipelineTasks(twin, nil) {
+		if strings.Join(tt.deps, ",") != strings.Join(tasks[i].deps, ",") {
+			t.Errorf("%s: deps %v, the user's %v", tt.name, tt.deps, tasks[i].deps)
+		}
+		var lock []binding
+		for _, b := range tt.bindings {
+			if strings.HasPrefix(b.taskWS, "eq-lock-") {
+				lock = append(lock, b)
+			}
+		}
+		want := binding{taskWS: lockWorkspace(tasks[i].bindings[0].taskWS), pipelineWS: "ws"}
+		if len(lock) != 1 || lock[0] != want {
+			t.Errorf("%s: lock bindings %v, want [%v]", tt.name, lock, want)
+		}
+	}
+	// the user's spec itself is untouched
+	if strings.Contains(fmt.Sprint(pspec), "eq-lock-") {
+		t.Error("lockBindings changed the user's spec")
+	}
+}
+
+// A task binding one PVC through two views takes its lock once (both
+// views print the same turn); a workspace that is not converted gets none.
+func TestLockBindingsOncePerTaskWorkspace(t *testing.T) {
+	ps := obj{"tasks": []any{obj{"name": "publish", "workspaces": []any{
+		obj{"name": "source", "workspace": "workarea", "subPath": "git"},
+		obj{"name": "output", "workspace": "workarea", "subPath": "bucket"},
+		obj{"name": "creds", "workspace": "secret"},
+	}}}}
+	tw := lockBindings(ps, pipelineTasks(ps, nil), map[string]bool{"workarea": true})
+	var got []string
+	for _, w := range list(list(tw, "tasks")[0].(obj), "workspaces") {
+		got = append(got, s(w.(obj), "name")+">"+s(w.(obj), "workspace")+"/"+s(w.(obj), "subPath"))
+	}
+	if strings.Join(got, " ") != "source>workarea/git output>workarea/bucket creds>secret/ eq-lock-source>workarea/ eq-lock-output>workarea/" {
+		t.Fatalf("bindings = %v", got)
+	}
+	sc := s(observer(stepBefore, []string{"source", "output"}), "script")
+	for _, want := range []string{"$(workspaces.eq-lock-source.claim) source $(workspaces.eq-lock-source.path)", `"$(workspaces.eq-lock-output.bound)" = true`, "-path ./" + lockDir + " -prune"} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("the before-observer lacks %q", want)
+		}
 	}
 }
