@@ -223,18 +223,17 @@ func (c *corruptError) Error() string { return "corrupt archive: " + c.err.Error
 func (c *corruptError) Unwrap() error { return c.err }
 
 // eachMount calls fn for every mount that shows p. Only a directory may
-// stand for a mount root (its metadata is the mount's, and stays).
+// stand for a mount root, and for it fn is called with local "" (the
+// directory the view is mounted on: its metadata is applied, nothing
+// replaces it).
 func (e *extractor) eachMount(p string, isDir bool, fn func(mi int, local string) error) error {
 	for mi, m := range e.mounts {
 		local, ok := m.local(p)
 		if !ok {
 			continue
 		}
-		if local == "" {
-			if !isDir {
-				return refuse(p, "entry would replace the mount root %s", m.abs)
-			}
-			continue
+		if local == "" && !isDir {
+			return refuse(p, "entry would replace the mount root %s", m.abs)
 		}
 		if err := fn(mi, local); err != nil {
 			return err
@@ -246,7 +245,10 @@ func (e *extractor) eachMount(p string, isDir bool, fn func(mi int, local string
 // special writes a directory, symlink or FIFO into one mount.
 func (e *extractor) special(ls *layerState, mi int, h *tar.Header, p, local string) error {
 	if h.Typeflag == tar.TypeDir {
-		if _, err := e.dirfd(ls, mi, p, local, true); err != nil {
+		// The kubelet made the directory a subPath view is mounted on before
+		// the pod started (mode 0777 on an emptyDir); on a PVC it is the
+		// ancestors' directory, with their mode: give it theirs.
+		if _, err := e.dirfd(ls, mi, p, local, local != ""); err != nil {
 			return err
 		}
 		if h.PAXRecords[paxFillerKey] == "" {

@@ -194,21 +194,34 @@ func (e *extractor) finish() error {
 	for _, k := range keys {
 		meta := e.dirs[k]
 		root := e.roots[k.m]
-		fi, err := root.Lstat(k.local)
+		name := k.local
+		if name == "" {
+			name = "." // the mount root
+		}
+		fi, err := root.Lstat(name)
 		if err != nil || !fi.IsDir() {
 			continue
 		}
-		if e.asRoot {
-			if err := root.Lchown(k.local, meta.uid, meta.gid); err != nil {
-				return err
+		if err := applyDirMeta(root, name, meta, e.asRoot); err != nil {
+			// A mount root belongs to the kubelet: a non-root step may not
+			// change it. Every directory below it the pull made itself.
+			if k.local == "" && errors.Is(err, fs.ErrPermission) {
+				continue
 			}
-		}
-		if err := root.Chmod(k.local, fileMode(meta.mode)); err != nil {
-			return err
-		}
-		if err := root.Chtimes(k.local, meta.mtime, meta.mtime); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func applyDirMeta(root *os.Root, name string, meta dirMeta, asRoot bool) error {
+	if asRoot {
+		if err := root.Lchown(name, meta.uid, meta.gid); err != nil {
+			return err
+		}
+	}
+	if err := root.Chmod(name, fileMode(meta.mode)); err != nil {
+		return err
+	}
+	return root.Chtimes(name, meta.mtime, meta.mtime)
 }

@@ -334,3 +334,26 @@ func TestBaselineReadableByOtherUsers(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
 }
+
+// The directory a subPath view is mounted on is the kubelet's (0777 on an
+// emptyDir); on a PVC it is the directory the ancestors made, with their
+// mode: the pull gives it theirs, so a later root view sees it unchanged.
+func TestMountRootTakesTheAncestorsMode(t *testing.T) {
+	e := newEnv(t)
+	e.task("fetch", nil, func(d string) {
+		writeFile(t, filepath.Join(d, "out/old"), "old", 0o644)
+		require.NoError(t, os.Chmod(filepath.Join(d, "out"), 0o750))
+	})
+	out, st := t.TempDir(), t.TempDir()
+	require.NoError(t, os.Chmod(out, 0o777)) // as the kubelet makes it
+	e.pull([]string{"fetch"}, st, Mount{Dir: out, SubPath: "out"})
+	fi, err := os.Stat(out)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o750), fi.Mode().Perm())
+	writeFile(t, filepath.Join(out, "new"), "new", 0o644)
+	e.push("build", st, Mount{Dir: out, SubPath: "out"})
+	d := e.task("verify", []string{"fetch", "build"}, func(string) {})
+	fi, err = os.Stat(filepath.Join(d, "out"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o750), fi.Mode().Perm(), "the ancestor's mode, not the kubelet's")
+}
