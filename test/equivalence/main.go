@@ -11,18 +11,20 @@
 // tree (path, type, mode, owner, size, sha256, symlink target) before and
 // after the task's own steps.
 //
-// Determinism: the PVC run is serialized along a topological order of the DAG
-// (each task runAfter the previous one), and replayed in that order
-// (model.go): each task's change is what its pod showed on top of the state
-// the tasks before it left, in the order it happened: the kubelet's subPath
+// Determinism: the PVC run keeps the user's DAG (Tekton's own skip and
+// failure semantics) and is serialized by a lock on each PVC that every
+// TaskRun's before-observer takes and its after-observer gives back (observer,
+// locks.go); it is replayed in the order the TaskRuns took it (model.go):
+// each turn's change is what its pod showed on top of the state the turns
+// before it left, in the order it happened: the kubelet's subPath
 // directories, what appeared before its steps (its sidecars), what its steps
-// did. The converted run keeps the real DAG. For each converted task the
+// did. The converted run is the user's. For each converted TaskRun the
 // expected before-view is the initial (empty) workspace plus its ancestors'
-// PVC changes, in topological order, plus what its own pod added before its
-// steps, seen through the task's subPath; what a parallel sibling wrote is a
-// race on a PVC and is not compared. Both runs must end the same, the
-// converted one must have created no PVC and left its artifacts in the
-// registry.
+// PVC changes, in lock order, plus what its own pod added before its steps,
+// seen through the task's subPath; after its steps, that plus what the same
+// instance's steps did on the PVC. What a parallel sibling wrote is a race on
+// a PVC and is not compared. Both runs must end the same, the converted one
+// must have created no PVC and left its artifacts in the registry.
 //
 // With -fault registry-data-lost:TASK the outcome is asserted instead of
 // equivalence (faults.go): the converted run must fail loudly at the pull of
