@@ -87,7 +87,7 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 	res := &PullResult{}
 	t0 := time.Now()
 	var deltas []*delta
-	touched := map[string]bool{}
+	var written map[string]writer // what the applied deltas wrote
 	if len(o.From) > 0 {
 		c, err := newClient(&o.Options)
 		if err != nil {
@@ -130,8 +130,9 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 		if err := ex.finish(); err != nil {
 			return nil, err
 		}
-		for p := range ct.written {
-			touched[p] = true
+		written = ct.written
+		for _, d := range apply {
+			res.Applied = append(res.Applied, d.tag)
 		}
 		res.Files, res.Bytes = ex.files.Load(), ex.bytes.Load()
 		el := time.Since(t1)
@@ -149,16 +150,17 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 	}
 	kept := recs[:0]
 	for _, r := range recs {
-		if touched[r.path] {
+		if _, ok := written[r.path]; ok {
 			kept = append(kept, r)
 		}
 	}
-	applied := make([]string, 0, len(deltas))
+	// The base of this task's delta is every delta it considered (applied
+	// or out of its views): none of them can conflict with what it writes.
+	considered := make([]string, 0, len(deltas))
 	for _, d := range deltas {
-		applied = append(applied, d.desc.Digest.String())
-		res.Applied = append(res.Applied, d.tag)
+		considered = append(considered, d.desc.Digest.String())
 	}
-	if err := writeBaseline(o.StateDir, applied, mounts, kept); err != nil {
+	if err := writeBaseline(o.StateDir, considered, mounts, kept); err != nil {
 		return nil, fmt.Errorf("state %s: %w", o.StateDir, err)
 	}
 	log.Info("pull: baseline", "entries", len(kept), "seconds", secs(time.Since(t2)),
