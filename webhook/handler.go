@@ -47,7 +47,10 @@ type Handler struct {
 	Options    transform.Options
 	Resolver   Resolver
 	Namespaces NamespaceLabels
-	Log        logr.Logger
+	// Policies, when set, leaves a run unchanged whose conversion would
+	// inline a reference in a namespace with a VerificationPolicy.
+	Policies VerificationPolicies
+	Log      logr.Logger
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -142,6 +145,17 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 	}
 	if !bindsVolumeClaimTemplate(run) {
 		return admission.Allowed("no volumeClaimTemplate workspace"), OutcomeNothing
+	}
+
+	blocked, err := h.verificationPolicyBlocks(ctx, run, req.Namespace)
+	if err != nil {
+		// Not knowing whether verification applies must not bypass it.
+		log.Error(err, "cannot decide whether a VerificationPolicy applies; admitting unchanged")
+		return h.failOpen("cannot read the namespace's VerificationPolicies: " + err.Error()), OutcomeInternalFail
+	}
+	if blocked != "" {
+		log.Info("run left unchanged", "reason", ReasonVerificationPolicy)
+		return h.skip(raw, meta, ReasonVerificationPolicy, blocked, nil), h.skipOutcome(ReasonVerificationPolicy)
 	}
 
 	var resolved transform.Resolved

@@ -41,9 +41,10 @@ type serveFlags struct {
 	// options reads the transform flags shared with convert (options.go).
 	options func() transform.Options
 
-	labelKey          string
-	resolutionTimeout time.Duration
-	strict            bool
+	labelKey                   string
+	resolutionTimeout          time.Duration
+	strict                     bool
+	ignoreVerificationPolicies bool
 
 	metricsAddr, healthAddr string
 	logLevel                int
@@ -69,6 +70,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.labelKey, "label-key", transform.EnabledLabel, `label that opts a run or namespace in ("true"; "false" on a run opts out)`)
 	fs.DurationVar(&f.resolutionTimeout, "resolution-timeout", 8*time.Second, "deadline for resolving a run's references; the webhook timeout is this plus "+registration.TimeoutMargin.String())
 	fs.BoolVar(&f.strict, "strict", false, "deny a run that opted in but cannot be converted, instead of admitting it unchanged with a warning")
+	fs.BoolVar(&f.ignoreVerificationPolicies, "ignore-verification-policies", false, "convert runs in namespaces with a Tekton VerificationPolicy too, bypassing the verification of the Pipeline and Tasks they inline (by default such runs are left unchanged; set it only on clusters without the VerificationPolicy CRD)")
 	fs.StringVar(&f.metricsAddr, "metrics-address", ":8080", "address of the Prometheus /metrics endpoint (0 disables)")
 	fs.StringVar(&f.healthAddr, "health-address", ":8081", "address of /healthz and /readyz (0 disables)")
 	fs.IntVar(&f.logLevel, "v", 0, "log verbosity (1: every admission)")
@@ -158,8 +160,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		CertDir: f.certDir, CertName: f.certName, KeyName: f.keyName,
 		MetricsAddr: f.metricsAddr, HealthAddr: f.healthAddr,
 		LabelKey: f.labelKey, Strict: f.strict, Options: f.options(),
-		ResolutionTimeout: f.resolutionTimeout,
-		Log:               log,
+		ResolutionTimeout:          f.resolutionTimeout,
+		IgnoreVerificationPolicies: f.ignoreVerificationPolicies,
+		Log:                        log,
 	}
 	if f.tlsMode == "self-managed" {
 		cfg.SelfManaged = &selfcert.Config{

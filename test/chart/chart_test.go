@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -317,6 +318,11 @@ func TestWebhookConfiguration(t *testing.T) {
 				require.Contains(t, c.Args, "--webhook-configuration="+got.Name)
 				require.Contains(t, c.Args, "--tls-secret="+fullname(v)+"-tls")
 			}
+			// The VerificationPolicy permission comes exactly with the
+			// check that needs it.
+			checks := slices.Contains(c.Args, "--ignore-verification-policies=false")
+			require.True(t, checks || slices.Contains(c.Args, "--ignore-verification-policies=true"))
+			require.Equal(t, checks, grants(find(t, objs, "ClusterRole", fullname(v)), "tekton.dev", "verificationpolicies"))
 			if v.name == "defaults" {
 				// The default install matches the flag defaults of
 				// `webhook convert`, so offline conversion shows what the
@@ -451,4 +457,18 @@ func TestImagesAgree(t *testing.T) {
 	for _, target := range []string{" AS step\n", " AS webhook\n"} {
 		require.Contains(t, string(dockerfile), target)
 	}
+}
+
+// grants reports whether a rendered ClusterRole has a rule for resource.
+func grants(role *unstructured.Unstructured, group, resource string) bool {
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	for _, r := range rules {
+		rule := r.(map[string]any)
+		groups, _, _ := unstructured.NestedStringSlice(rule, "apiGroups")
+		resources, _, _ := unstructured.NestedStringSlice(rule, "resources")
+		if slices.Contains(groups, group) && slices.Contains(resources, resource) {
+			return true
+		}
+	}
+	return false
 }

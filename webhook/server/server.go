@@ -1,7 +1,7 @@
 // Package server wires the admission handler into a controller-runtime
 // manager: the HTTPS webhook server (certificates from a directory, reloaded
-// when they change), the informer cache the handler reads Tasks, Pipelines and
-// namespace labels from, metrics, and health probes. It holds no state of its
+// when they change), the informer cache the handler reads Tasks, Pipelines,
+// namespace labels and VerificationPolicy names from, metrics, and health probes. It holds no state of its
 // own, so any number of replicas can serve.
 package server
 
@@ -54,6 +54,11 @@ type Config struct {
 	Strict            bool
 	Options           transform.Options
 	ResolutionTimeout time.Duration
+	// IgnoreVerificationPolicies converts runs in namespaces with a
+	// VerificationPolicy too, bypassing Tekton's verification of what is
+	// inlined (for clusters without the VerificationPolicy CRD). By default
+	// such runs are left unchanged.
+	IgnoreVerificationPolicies bool
 
 	Log logr.Logger
 }
@@ -122,7 +127,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// synced cache instead of waiting for a list of every Task.
 	nsMeta := &metav1.PartialObjectMetadata{}
 	nsMeta.SetGroupVersionKind(webhook.NamespaceGVK)
-	for _, obj := range []client.Object{&v1.Task{}, &v1.Pipeline{}, nsMeta} {
+	informed := []client.Object{&v1.Task{}, &v1.Pipeline{}, nsMeta}
+	if !cfg.IgnoreVerificationPolicies {
+		policyMeta := &metav1.PartialObjectMetadata{}
+		policyMeta.SetGroupVersionKind(webhook.VerificationPolicyGVK)
+		informed = append(informed, policyMeta)
+	}
+	for _, obj := range informed {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
 			return fmt.Errorf("starting informer for %T: %w", obj, err)
 		}
@@ -146,6 +157,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Namespaces: webhook.CachedNamespaces{Reader: mgr.GetCache(), Live: mgr.GetAPIReader()},
 		Log:        log.WithName("admission"),
 	}
+	if !cfg.IgnoreVerificationPolicies {
+		h.Policies = webhook.CachedVerificationPolicies{Reader: mgr.GetCache(), Live: mgr.GetAPIReader()}
+	}
 	mgr.GetWebhookServer().Register(registration.Path, &crwebhook.Admission{Handler: h})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -158,7 +172,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("adding readyz: %w", err)
 	}
 	log.Info("serving", "path", registration.Path, "port", cfg.Port, "certDir", cfg.CertDir,
-		"labelKey", h.LabelKey, "strict", cfg.Strict, "resolutionTimeout", cfg.ResolutionTimeout.String())
+		"labelKey", h.LabelKey, "strict", cfg.Strict, "resolutionTimeout", cfg.ResolutionTimeout.String(),
+		"ignoreVerificationPolicies", cfg.IgnoreVerificationPolicies)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
