@@ -35,6 +35,9 @@ tools:
 TEST_ENV = REGISTRY_BIN=$$($(TOOLS) registry)/registry ORAS_BIN=$$($(TOOLS) oras)/oras KUBEBUILDER_ASSETS=$$($(TOOLS) envtest)
 # The chart tests (test/chart) run the real helm, built once like the other tools.
 TEST_ENV += HELM_BIN=$$($(TOOLS) helm)/helm
+# zot (the registry the chart installs) is not on the module proxy: hack/zot.sh
+# finds the binary beside the clone (../shared/zot) or in the tools cache.
+TEST_ENV += ZOT_BIN=$$(hack/zot.sh)
 
 ## test: everything CI runs (the README's command); EQUIVALENCE=0 skips the real-cluster equivalence run
 EQUIVALENCE ?= 1
