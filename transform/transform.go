@@ -164,6 +164,7 @@ func convert(out *v1.PipelineRun, converted map[string]bool, resolved Resolved, 
 	pipelineParams := pipelineParamNames(out.Spec.Params, spec.Params)
 	for _, p := range plans {
 		pt := p.task(&spec)
+		p.warnings = append(failureWarnings(pt, p), p.warnings...)
 		if err := inject(pt, p, opts, pipelineParams); err != nil {
 			return Report{}, err
 		}
