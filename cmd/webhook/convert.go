@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -137,5 +136,3 @@ func printReport(w io.Writer, run *v1.PipelineRun, r transform.Report) {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
 }
-
-var _ = errors.New
