@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,8 +26,10 @@ import (
 func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
 
 // TestReinvocationLeavesRunUnchanged registers a second webhook, ordered
-// after ours, that adds a label: the API server then calls ours again
-// (reinvocationPolicy IfNeeded) with our own output, which must not change.
+// after ours, that adds a label and removes our converted-workspaces marker:
+// the API server then calls ours again (reinvocationPolicy IfNeeded) with its
+// own output without the marker, which must change nothing (no second pull
+// or push step, no second conversion).
 func TestReinvocationLeavesRunUnchanged(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
@@ -48,15 +53,22 @@ func TestReinvocationLeavesRunUnchanged(t *testing.T) {
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), poker) })
 	time.Sleep(500 * time.Millisecond) // the API server picks up new configurations asynchronously
 
+	once := e.get(t, e.create(t, "inline-run.yaml", optIn()))
+	requireConverted(t, once)
+
 	before := webhookCalls(t)
-	got := e.get(t, e.create(t, "inline-run.yaml", map[string]string{"oci-transport.tekton.dev/enabled": "true", "reinvoke-test": e.ns}))
-	requireConverted(t, got)
+	got := e.get(t, e.create(t, "inline-run.yaml", map[string]string{transform.EnabledLabel: "true", "reinvoke-test": e.ns}))
 	require.Equal(t, "true", got.Labels["poked"], "the second webhook ran")
 	require.Equal(t, before+2, webhookCalls(t), "ours was called, then reinvoked")
+	require.NotContains(t, got.Annotations, transform.AnnotationConverted, "the reinvocation saw the run without the marker")
+	require.Equal(t, once.Spec, got.Spec, "the second pass changed nothing: the spec is the one converted once")
+	want := maps.Clone(once.Annotations)
+	delete(want, transform.AnnotationConverted)
+	require.Equal(t, want, got.Annotations, "nor the annotations (no skipped-reason, no second record)")
 }
 
-// startPoker serves a webhook that adds the label poked=true, with envtest's
-// serving certificate.
+// startPoker serves a webhook that adds the label poked=true and removes our
+// converted-workspaces marker, with envtest's serving certificate.
 func startPoker(t *testing.T) string {
 	t.Helper()
 	dir := suite.env.WebhookInstallOptions.LocalServingCertDir
@@ -86,7 +98,11 @@ func poke(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(review.Request.Object.Raw, &obj)
 	resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
 	if obj.Metadata.Labels["poked"] == "" {
-		resp.Patch = []byte(`[{"op":"add","path":"/metadata/labels/poked","value":"true"}]`)
+		ops := []map[string]any{{"op": "add", "path": "/metadata/labels/poked", "value": "true"}}
+		if _, ok := obj.Metadata.Annotations[transform.AnnotationConverted]; ok {
+			ops = append(ops, map[string]any{"op": "remove", "path": "/metadata/annotations/" + strings.ReplaceAll(transform.AnnotationConverted, "/", "~1")})
+		}
+		resp.Patch, _ = json.Marshal(ops)
 		resp.PatchType = ptr.To(admissionv1.PatchTypeJSONPatch)
 	}
 	review.Response, review.Request = resp, nil
