@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -81,6 +82,11 @@ func TestGolden(t *testing.T) {
 
 			t.Run("valid for Tekton", func(t *testing.T) {
 				requireValid(t, dir, out)
+				// What is stored is the encoded output, not the typed
+				// object: an empty object lost in encoding shows here.
+				stored, err := decode.Object(got)
+				require.NoError(t, err)
+				requireValid(t, dir, stored.(*v1.PipelineRun))
 			})
 
 			t.Run("idempotent", func(t *testing.T) {

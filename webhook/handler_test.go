@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/prune"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve/resolvetest"
@@ -201,7 +202,8 @@ func clusterObject(t *testing.T, doc []byte) client.Object {
 }
 
 // assertNoArtefacts: every null or empty object in the result was in the
-// raw input already, or is an emptyDir (the conversion's own value).
+// raw input already, or means something (prune.KeepsEmpty: an emptyDir, an
+// object param's empty default or properties).
 func assertNoArtefacts(t *testing.T, raw []byte, got answer) {
 	t.Helper()
 	if got.Object == nil {
@@ -209,25 +211,25 @@ func assertNoArtefacts(t *testing.T, raw []byte, got answer) {
 	}
 	var in any
 	require.NoError(t, json.Unmarshal(raw, &in))
-	var walk func(path string, key string, v any)
-	walk = func(path, key string, v any) {
+	var walk func(path, parent, key string, v any)
+	walk = func(path, parent, key string, v any) {
 		switch tv := v.(type) {
 		case nil:
 			require.Truef(t, existsIn(in, path), "null leaked in at %s", path)
 		case map[string]any:
-			if len(tv) == 0 && key != "emptyDir" {
+			if len(tv) == 0 && !prune.KeepsEmpty(parent, key) {
 				require.Truef(t, existsIn(in, path), "empty object leaked in at %s", path)
 			}
 			for k, cv := range tv {
-				walk(path+"/"+k, k, cv)
+				walk(path+"/"+k, key, k, cv)
 			}
 		case []any:
 			for i, cv := range tv {
-				walk(path+"/"+itoa(i), "", cv)
+				walk(path+"/"+itoa(i), key, "", cv)
 			}
 		}
 	}
-	walk("", "", got.Object)
+	walk("", "", "", got.Object)
 }
 
 func existsIn(doc any, path string) bool {

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/prune"
 	"gomodules.xyz/jsonpatch/v2"
 )
 
@@ -41,17 +42,9 @@ func Patch(raw []byte, before, after any) ([]jsonpatch.Operation, error) {
 	return diff("", r, merged, nil), nil
 }
 
-func generic(v any) (any, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var out any
-	if err := json.Unmarshal(data, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
+// generic is prune.Generic: the typed objects are encoded as offline
+// convert encodes them.
+func generic(v any) (any, error) { return prune.Generic(v) }
 
 // Merge replays the change from before to after onto raw (present tells
 // whether raw exists at this position) and returns the result and whether it
@@ -62,15 +55,15 @@ func generic(v any) (any, error) {
 //   - object keys of raw that the typed objects do not know are kept;
 //   - keys the conversion removed are removed;
 //   - content that exists only in after is added without null values and
-//     empty objects, which are round-trip artefacts there too (except
-//     emptyDir: {}, which means something).
+//     empty objects, which are round-trip artefacts there too, except those
+//     that mean something (package prune, shared with offline convert).
 func Merge(raw any, present bool, before, after any) (any, bool) {
-	return merge("", raw, present, before, after)
+	return merge("", "", raw, present, before, after)
 }
 
-// merge is Merge for the value under key (which decides whether an empty
-// object is meaningful).
-func merge(key string, raw any, present bool, before, after any) (any, bool) {
+// merge is Merge for the value under key in an object under parent (which
+// decide whether an empty object is meaningful: prune.KeepsEmpty).
+func merge(parent, key string, raw any, present bool, before, after any) (any, bool) {
 	if reflect.DeepEqual(before, after) {
 		return raw, present
 	}
@@ -80,7 +73,7 @@ func merge(key string, raw any, present bool, before, after any) (any, bool) {
 		rm, _ := raw.(map[string]any)
 		if !present || rm == nil {
 			if bm == nil {
-				return prune(key, a)
+				return prune.Under(parent, key, a)
 			}
 			rm = nil
 		}
@@ -98,7 +91,7 @@ func merge(key string, raw any, present bool, before, after any) (any, bool) {
 			if bm != nil {
 				bv = bm[k]
 			}
-			if v, ok := merge(k, rv, inR, bv, av); ok {
+			if v, ok := merge(key, k, rv, inR, bv, av); ok {
 				out[k] = v
 			}
 		}
@@ -115,7 +108,7 @@ func merge(key string, raw any, present bool, before, after any) (any, bool) {
 		for i, av := range a {
 			j := match[i]
 			if j < 0 {
-				v, ok := prune("", av)
+				v, ok := prune.Under(key, "", av)
 				if !ok {
 					v = av
 				}
@@ -126,7 +119,7 @@ func merge(key string, raw any, present bool, before, after any) (any, bool) {
 			if rs != nil {
 				rv = rs[j]
 			}
-			v, ok := merge("", rv, rs != nil, bs[j], av)
+			v, ok := merge(key, "", rv, rs != nil, bs[j], av)
 			if !ok {
 				v = av
 			}
@@ -204,38 +197,3 @@ func names(list []any) (map[string]int, bool) {
 	}
 	return idx, true
 }
-
-// prune drops nulls and empty objects from new content. It reports false when
-// nothing is left of v.
-func prune(key string, v any) (any, bool) {
-	switch t := v.(type) {
-	case nil:
-		return nil, false
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, cv := range t {
-			if pv, ok := prune(k, cv); ok {
-				out[k] = pv
-			}
-		}
-		if len(out) == 0 && !meaningfulEmpty[key] {
-			return nil, false
-		}
-		return out, true
-	case []any:
-		out := make([]any, 0, len(t))
-		for _, cv := range t {
-			if pv, ok := prune("", cv); ok {
-				out = append(out, pv)
-			} else {
-				out = append(out, map[string]any{}) // keep positions
-			}
-		}
-		return out, true
-	default:
-		return v, true
-	}
-}
-
-// meaningfulEmpty are keys whose empty object is a value, not an artefact.
-var meaningfulEmpty = map[string]bool{"emptyDir": true}
