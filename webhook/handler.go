@@ -7,7 +7,6 @@ package webhook
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/rawpatch"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -61,8 +61,6 @@ const (
 	// maxWarning keeps each warning well inside the API server's 4 KiB
 	// budget for all warnings of a response.
 	maxWarning = 512
-	// maxSkippedReason bounds the annotation written on a skipped run.
-	maxSkippedReason = 1024
 )
 
 func (h *Handler) labelKey() string {
@@ -135,7 +133,7 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 	if _, ok := meta.Annotations[transform.AnnotationConverted]; ok {
 		return admission.Allowed("already converted"), OutcomeAlready
 	}
-	if reason, ok := meta.Annotations[transform.AnnotationSkippedReason]; ok {
+	if reason, ok := transform.SkippedEarlier(meta.Annotations); ok {
 		// Our own earlier answer (a reinvocation, or a copy of a skipped run):
 		// resolving again could take a second deadline for the same result.
 		return withWarnings(admission.Allowed("left unchanged earlier"), []string{"run left unchanged: " + reason}), OutcomeUnchanged
@@ -163,14 +161,12 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 		resolved, err = h.Resolver.Resolve(ctx, run, dryRun)
 	}
 	if err != nil {
-		reason := string(resolve.ReasonFailed)
-		var rerr *resolve.Error
-		if errors.As(err, &rerr) {
-			reason = string(rerr.Reason)
+		reason, message, ok := resolution.Describe(err)
+		if !ok {
+			reason, message = resolution.ReasonFailed, err.Error()
 		}
 		log.Info("resolution failed; run left unchanged", "reason", reason, "error", err.Error())
-		message := strings.Replace(err.Error(), reason+": ", "", 1)
-		return h.skip(raw, meta, reason, message, nil), h.skipOutcome(reason)
+		return h.skip(raw, meta, string(reason), message, nil), h.skipOutcome(string(reason))
 	}
 
 	out, report, err := transform.PipelineRun(run, resolved, h.Options)
@@ -215,10 +211,7 @@ func (h *Handler) denies(reason string) bool {
 // is with a warning and a patch that only adds the skipped-reason annotation,
 // or denied in strict mode.
 func (h *Handler) skip(raw []byte, meta metav1.ObjectMeta, reason, message string, warnings []string) admission.Response {
-	text := reason
-	if message != "" {
-		text += ": " + message
-	}
+	text := transform.SkippedReason(reason, message)
 	if h.denies(reason) {
 		return withWarnings(admission.Denied(warningPrefix+"the run opted in but cannot be converted: "+text), warnings)
 	}
@@ -232,7 +225,7 @@ func (h *Handler) skip(raw []byte, meta metav1.ObjectMeta, reason, message strin
 	if after.Annotations == nil {
 		after.Annotations = map[string]string{}
 	}
-	after.Annotations[transform.AnnotationSkippedReason] = truncate(text, maxSkippedReason)
+	after.Annotations[transform.AnnotationSkippedReason] = text
 	// Only metadata is compared, so every other field of raw is kept as is,
 	// whatever its version.
 	ops, err := rawpatch.Patch(raw, metadataOnly{meta}, metadataOnly{*after})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -44,11 +45,11 @@ func (c CachedNamespaces) NamespaceLabels(ctx context.Context, name string) (map
 // webhook configuration's selectors express the same rule, but they can be
 // edited, and a run can reach us through another configuration.
 func (h *Handler) optedIn(ctx context.Context, namespace string, runLabels map[string]string) (bool, error) {
-	switch runLabels[h.labelKey()] {
-	case "true":
-		return true, nil
-	case "false":
+	if transform.OptedOut(runLabels, h.labelKey()) {
 		return false, nil
+	}
+	if runLabels[h.labelKey()] == "true" {
+		return true, nil
 	}
 	if h.Namespaces == nil || namespace == "" {
 		return false, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
@@ -27,6 +28,7 @@ func runConvert(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var files stringList
 	fs.Var(&files, "f", "a YAML file with the PipelineRun and the Pipelines and Tasks it references (repeatable; - reads stdin)")
 	options := transformFlags(fs)
+	labelKey := fs.String("label-key", transform.EnabledLabel, `label whose "false" on the run opts it out, as the webhook's --label-key (a namespace's label is not known offline: a run is taken as opted in)`)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: webhook convert -f run.yaml [-f pipeline.yaml -f tasks.yaml ...] [flags]")
 		fmt.Fprintln(stderr, "exit 0 converted, 1 bad input, 2 usage, 3 left unchanged")
@@ -64,11 +66,7 @@ func runConvert(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if run == nil {
 		return fail("no PipelineRun in %s", strings.Join(files, ", "))
 	}
-	resolved, err := offline.Resolve(run, docs)
-	if err != nil {
-		return fail("%v", oneLine(err))
-	}
-	out, report, err := transform.PipelineRun(run, resolved, options())
+	out, report, err := convertRun(run, docs, *labelKey, options())
 	if err != nil {
 		return fail("%v", oneLine(err))
 	}
@@ -86,6 +84,60 @@ func runConvert(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	default:
 		return exitUnchanged
 	}
+}
+
+// convertRun decides as the webhook's handler does, in its order: the run's
+// opt-out label, an earlier skipped-reason, then resolution (package
+// resolution, from the files) and the conversion. A run left unchanged for a
+// reason comes back with the skipped-reason annotation the webhook would
+// store. The error is a bad input (exit 1).
+func convertRun(run *v1.PipelineRun, docs []offline.Document, labelKey string, opts transform.Options) (*v1.PipelineRun, transform.Report, error) {
+	if transform.OptedOut(run.Labels, labelKey) {
+		return run, transform.Report{Outcome: transform.Unchanged, Reason: "OptedOut", Message: fmt.Sprintf("labelled %s: \"false\"", labelKey)}, nil
+	}
+	if earlier, ok := transform.SkippedEarlier(run.Annotations); ok {
+		return run, transform.Report{Outcome: transform.Unchanged, Reason: "SkippedEarlier", Message: earlier}, nil
+	}
+	if _, done := run.Annotations[transform.AnnotationConverted]; done || !bindsVolumeClaimTemplate(run) {
+		// Already converted, or nothing to convert: nothing to resolve.
+		return transform.PipelineRun(run, transform.Resolved{}, opts)
+	}
+	resolved, err := offline.Resolve(run, docs)
+	if err != nil {
+		reason, message, ok := resolution.Describe(err)
+		if !ok {
+			return nil, transform.Report{}, err
+		}
+		return skipped(run, transform.Reason(reason), message), transform.Report{Outcome: transform.Unchanged, Reason: transform.Reason(reason), Message: message}, nil
+	}
+	out, report, err := transform.PipelineRun(run, resolved, opts)
+	if err != nil {
+		return nil, transform.Report{}, err
+	}
+	if report.Outcome == transform.Unchanged {
+		out = skipped(out, report.Reason, report.Message)
+	}
+	return out, report, nil
+}
+
+// skipped is run with the skipped-reason annotation the webhook stores on a
+// run it leaves unchanged.
+func skipped(run *v1.PipelineRun, reason transform.Reason, message string) *v1.PipelineRun {
+	out := run.DeepCopy()
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[transform.AnnotationSkippedReason] = transform.SkippedReason(string(reason), message)
+	return out
+}
+
+func bindsVolumeClaimTemplate(run *v1.PipelineRun) bool {
+	for _, w := range run.Spec.Workspaces {
+		if w.VolumeClaimTemplate != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // oneLine joins a multi-error into one line, so every error is one line.

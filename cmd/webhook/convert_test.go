@@ -89,7 +89,7 @@ spec:
 	}{
 		{"bad yaml", []string{"-f", badYAML}, exitBadInput, "bad.yaml: document 0: "},
 		{"unknown kind", []string{"-f", unknownKind}, exitBadInput, `cm.yaml: document 1: unsupported kind: apiVersion "v1" kind "ConfigMap"`},
-		{"missing referenced task", []string{"-f", noTask}, exitBadInput, `taskRef of pipeline task "a": Task "missing-task": not found among the supplied objects`},
+		{"missing referenced task", []string{"-f", noTask}, exitUnchanged, `left unchanged: PipelineRun r: ReferenceNotFound: task "a": Task "missing-task": not found among the supplied objects`},
 		{"missing file", []string{"-f", filepath.Join(dir, "nope.yaml")}, exitBadInput, "no such file"},
 		{"no run", []string{"-f", example + "tasks.yaml"}, exitBadInput, "no PipelineRun in"},
 		{"two runs", []string{"-f", example + "run.yaml", "-f", example + "run.yaml"}, exitBadInput, "a second PipelineRun"},
@@ -114,4 +114,37 @@ func TestConvertUnchangedPrintsTheRunAsItIs(t *testing.T) {
 	obj, err := decode.Object([]byte(out))
 	require.NoError(t, err)
 	require.NotNil(t, obj.(*v1.PipelineRun).Spec.Workspaces[0].VolumeClaimTemplate)
+}
+
+// TestConvertDecidesAsTheWebhook: the run's own metadata decides before its
+// spec, in the webhook's order, and a run left unchanged for a reason
+// carries the skipped-reason annotation the webhook would store.
+func TestConvertDecidesAsTheWebhook(t *testing.T) {
+	linear, err := os.ReadFile("../../transform/testdata/linear/input.yaml")
+	require.NoError(t, err)
+	withMeta := func(meta string) string {
+		return strings.Replace(string(linear), "metadata:\n", "metadata:\n"+meta, 1)
+	}
+	for _, tc := range []struct {
+		name, run, wantErr, wantAnnotation string
+		wantCode                           int
+	}{
+		{"opted out", strings.Replace(string(linear), `enabled: "true"`, `enabled: "false"`, 1), `OptedOut: labelled oci-transport.tekton.dev/enabled: "false"`, "", exitUnchanged},
+		{"skipped earlier", withMeta("  annotations: {oci-transport.tekton.dev/skipped-reason: \"ResolutionTimeout: slow\"}\n"), "SkippedEarlier: ResolutionTimeout: slow", "ResolutionTimeout: slow", exitUnchanged},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := convert(t, tc.run, "-f", "-")
+			require.Equal(t, tc.wantCode, code, errOut)
+			require.Contains(t, errOut, tc.wantErr)
+			obj, err := decode.Object([]byte(out))
+			require.NoError(t, err)
+			run := obj.(*v1.PipelineRun)
+			require.NotNil(t, run.Spec.Workspaces[0].VolumeClaimTemplate, "left as it is")
+			require.Equal(t, tc.wantAnnotation, run.Annotations[transform.AnnotationSkippedReason])
+		})
+	}
+
+	code, out, _ := convert(t, "", "-f", "../../transform/testdata/custom-task/input.yaml")
+	require.Equal(t, exitUnchanged, code)
+	require.Contains(t, out, transform.AnnotationSkippedReason+": 'CustomTaskBindsWorkspace: ", "the annotation the webhook stores")
 }

@@ -93,7 +93,8 @@ func TestResolveByNameAndByFileName(t *testing.T) {
 
 	require.Len(t, resolved.Tasks, 2, "only tasks that bind the converted workspace are resolved")
 	require.Equal(t, "reg/tasks:1", resolved.Tasks["a"].Source.Params["bundle"], "pipeline defaults are substituted")
-	require.Equal(t, "build", resolved.Tasks["a"].Source.Name)
+	require.Equal(t, "build", resolved.Tasks["a"].Source.Params["name"])
+	require.Empty(t, resolved.Tasks["a"].Source.Name, "only objects read by name are named, as in the webhook")
 	require.Equal(t, "test.yaml", resolved.Tasks["b"].Source.URI, "http refs match the file name at the end of the url")
 }
 
@@ -103,8 +104,8 @@ func TestResolveReportsEveryMissingAndAmbiguousRef(t *testing.T) {
 	docs = append(docs, load(t, "b.yaml", tasks)...)
 	run := docs[0].Object.(*v1.PipelineRun)
 	resolved, err := Resolve(run, docs)
-	require.ErrorContains(t, err, `taskRef of pipeline task "a": Task "build" (resolver bundles): 2 supplied objects match (a.yaml document 0 and b.yaml document 0)`)
-	require.ErrorContains(t, err, `taskRef of pipeline task "b"`)
+	require.ErrorContains(t, err, `task "a": Task "build" (resolver bundles): 2 supplied objects match (a.yaml document 0 and b.yaml document 0)`)
+	require.ErrorContains(t, err, `task "b": ReferenceNotFound: `)
 	require.ErrorIs(t, err, ErrNotFound)
 	require.NotNil(t, resolved.Pipeline, "what resolved is returned")
 

@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/params"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -17,110 +19,91 @@ import (
 var ErrNotFound = errors.New("not found among the supplied objects")
 
 // Resolve finds, among docs, the Pipeline the run references (if it has a
-// pipelineRef) and the Tasks that transform needs, the way a user would
+// pipelineRef) and the Tasks that transform needs, through package
+// resolution as the webhook does (the same substitutions, refusals and
+// reasons); only reading a reference is offline (Files).
+//
+// It resolves all it can: the error joins every reference it could not
+// resolve, and the returned Resolved holds the rest.
+func Resolve(run *v1.PipelineRun, docs []Document) (transform.Resolved, error) {
+	return resolution.Resolve(context.Background(), run, Files(docs))
+}
+
+// Files reads references from supplied documents, the way a user would
 // expect from files:
-//   - by kind and name for a plain ref and for the cluster, hub and bundles
-//     resolvers (their `name` param);
+//   - by kind and name for a plain reference and for the cluster resolver
+//     (a document with a namespace only for that namespace; one without is
+//     taken as in the run's namespace, as `kubectl apply` would create it);
+//   - by the `name` param for the hub and bundles resolvers;
 //   - for the git and http resolvers, by the file name at the end of
 //     `pathInRepo` / `url`, matched to the base name of a supplied file.
 //
-// Resolver params are substituted as Tekton does (package params: the run's
-// params, and the pipeline's defaults for task refs) before matching, and
-// recorded in each Source.
-//
-// It resolves all it can: the error joins every reference it could not
-// resolve, and the returned Resolved holds the rest (transform reports what
-// is missing as a reason to leave the run unchanged).
-func Resolve(run *v1.PipelineRun, docs []Document) (transform.Resolved, error) {
-	var resolved transform.Resolved
-	spec := run.Spec.PipelineSpec
-	if ref := run.Spec.PipelineRef; ref != nil && spec == nil {
-		doc, src, err := find(docs, "Pipeline", ref.Name, ref.ResolverRef, params.Replacements(run, nil))
-		if err != nil {
-			return resolved, fmt.Errorf("pipelineRef of PipelineRun %q: %w", run.Name, err)
-		}
-		p := doc.Object.(*v1.Pipeline)
-		resolved.Pipeline = &transform.ResolvedPipeline{Spec: p.Spec, Source: src, Meta: transform.MetaOf(p.ObjectMeta)}
-		spec = &p.Spec
-	}
-	if spec == nil {
-		return resolved, nil
-	}
-	replacements := params.Replacements(run, spec)
-	var errs []error
-	for _, pt := range transform.TasksNeeded(run, spec) {
-		kind := string(pt.TaskRef.Kind)
-		if kind == "" {
-			kind = "Task"
-		}
-		doc, src, err := find(docs, "Task", pt.TaskRef.Name, pt.TaskRef.ResolverRef, replacements)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("taskRef of pipeline task %q: %w", pt.Name, err))
-			continue
-		}
-		src.Kind = kind
-		if resolved.Tasks == nil {
-			resolved.Tasks = map[string]transform.ResolvedTask{}
-		}
-		task := doc.Object.(*v1.Task)
-		resolved.Tasks[pt.Name] = transform.ResolvedTask{Spec: task.Spec, Source: src, Meta: transform.MetaOf(task.ObjectMeta)}
-	}
-	return resolved, errors.Join(errs...)
-}
+// A reference that matches nothing is a resolution.ReasonNotFound (the
+// webhook leaves such a run unchanged); two matches, or a resolver that
+// cannot be read offline, are a bad input.
+type Files []Document
 
-func find(docs []Document, kind, name string, rr v1.ResolverRef, replacements map[string]string) (Document, transform.Source, error) {
-	src := transform.Source{Kind: kind, Name: name, Resolver: string(rr.Resolver)}
-	substituted, err := params.Substitute(rr.Params, replacements)
+func (fs Files) Fetch(_ context.Context, ref resolution.Reference) (any, resolution.Origin, error) {
+	match, what, remote, err := matcher(ref)
 	if err != nil {
-		return Document{}, src, err
+		return nil, resolution.Origin{}, err
 	}
-	src.Params = params.Map(substituted)
-	resolverParams := src.Params
-
-	var match func(Document) bool
-	var what string
-	switch rr.Resolver {
-	case "":
-		what = fmt.Sprintf("%s %q", kind, name)
-		match = func(d Document) bool { return objectName(d) == name }
-	case "cluster", "hub", "bundles":
-		src.Name = resolverParams["name"]
-		what = fmt.Sprintf("%s %q (resolver %s)", kind, src.Name, rr.Resolver)
-		match = func(d Document) bool { return src.Name != "" && objectName(d) == src.Name }
-	case "git", "http":
-		loc := resolverParams["pathInRepo"]
-		if rr.Resolver == "http" {
-			loc = resolverParams["url"]
-		}
-		base := path.Base(strings.TrimRight(loc, "/"))
-		what = fmt.Sprintf("%s in %q (resolver %s; supply a file named %s)", kind, loc, rr.Resolver, base)
-		match = func(d Document) bool { return loc != "" && filepath.Base(d.File) == base }
-	default:
-		return Document{}, src, fmt.Errorf("resolver %q cannot be resolved offline", rr.Resolver)
-	}
-
 	var found []Document
-	for _, d := range docs {
-		if d.Object.GetObjectKind().GroupVersionKind().Kind == kind && match(d) {
+	for _, d := range fs {
+		if d.Object.GetObjectKind().GroupVersionKind().Kind == ref.Kind && match(d) {
 			found = append(found, d)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return Document{}, src, fmt.Errorf("%s: %w", what, ErrNotFound)
+		return nil, resolution.Origin{}, &resolution.Error{Reason: resolution.ReasonNotFound, Err: fmt.Errorf("%s: %w", what, ErrNotFound)}
 	case 1:
-		d := found[0]
-		src.Digest = map[string]string{"sha256": d.Digest}
-		src.URI = d.File
-		return d, src, nil
+		var origin resolution.Origin
+		if remote {
+			// What a resolver's refSource says: where the document is, and
+			// its digest. Objects read by name have none, in the webhook too.
+			origin = resolution.Origin{URI: found[0].File, Digest: map[string]string{"sha256": found[0].Digest}}
+		}
+		return found[0].Object, origin, nil
 	default:
-		return Document{}, src, fmt.Errorf("%s: %d supplied objects match (%s document %d and %s document %d)", what, len(found), found[0].File, found[0].Index, found[1].File, found[1].Index)
+		return nil, resolution.Origin{}, fmt.Errorf("%s: %d supplied objects match (%s document %d and %s document %d)", what, len(found), found[0].File, found[0].Index, found[1].File, found[1].Index)
 	}
 }
 
-func objectName(d Document) string {
-	if m, ok := d.Object.(metav1.ObjectMetaAccessor); ok {
-		return m.GetObjectMeta().GetName()
+// matcher returns how documents are matched to ref, how to name ref in an
+// error, and whether ref goes through a remote resolver.
+func matcher(ref resolution.Reference) (func(Document) bool, string, bool, error) {
+	resolverParams := params.Map(ref.Params)
+	switch ref.Resolver {
+	case "", "cluster":
+		what := fmt.Sprintf("%s %q", ref.Kind, ref.Name)
+		if ref.Resolver != "" {
+			what = fmt.Sprintf("%s %s/%s (resolver cluster)", ref.Kind, ref.Namespace, ref.Name)
+		}
+		return func(d Document) bool {
+			ns := objectMeta(d).GetNamespace()
+			return objectMeta(d).GetName() == ref.Name && (ns == ref.Namespace || (ns == "" && ref.Namespace == ref.RunNamespace))
+		}, what, false, nil
+	case "hub", "bundles":
+		name := resolverParams["name"]
+		return func(d Document) bool { return name != "" && objectMeta(d).GetName() == name },
+			fmt.Sprintf("%s %q (resolver %s)", ref.Kind, name, ref.Resolver), true, nil
+	case "git", "http":
+		loc := resolverParams["pathInRepo"]
+		if ref.Resolver == "http" {
+			loc = resolverParams["url"]
+		}
+		base := path.Base(strings.TrimRight(loc, "/"))
+		return func(d Document) bool { return loc != "" && filepath.Base(d.File) == base },
+			fmt.Sprintf("%s in %q (resolver %s; supply a file named %s)", ref.Kind, loc, ref.Resolver, base), true, nil
+	default:
+		return nil, "", false, fmt.Errorf("resolver %q cannot be resolved offline", ref.Resolver)
 	}
-	return ""
+}
+
+func objectMeta(d Document) metav1.Object {
+	if m, ok := d.Object.(metav1.ObjectMetaAccessor); ok {
+		return m.GetObjectMeta()
+	}
+	return &metav1.ObjectMeta{}
 }

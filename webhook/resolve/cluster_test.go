@@ -4,24 +4,21 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
 func TestSameNamespaceCluster(t *testing.T) {
-	p := func(kv ...string) v1.Params {
-		var out v1.Params
-		for i := 0; i < len(kv); i += 2 {
-			out = append(out, v1.Param{Name: kv[i], Value: *v1.NewStructuredValues(kv[i+1])})
+	ref := func(resolver, namespace string, names ...string) resolution.Reference {
+		r := resolution.Reference{Kind: "Task", Name: "t", Namespace: namespace, RunNamespace: "a", Resolver: resolver}
+		for _, n := range names {
+			r.Params = append(r.Params, v1.Param{Name: n, Value: *v1.NewStructuredValues("x")})
 		}
-		return out
+		return r
 	}
-	_, name, ok := sameNamespaceCluster("cluster", p("kind", "task", "name", "t"), "Task", "a")
-	require.True(t, ok)
-	require.Equal(t, "t", name)
-	_, _, ok = sameNamespaceCluster("cluster", p("kind", "task", "name", "t", "namespace", "other"), "Task", "a")
-	require.False(t, ok, "other namespaces go through the resolver and its namespace policy")
-	_, _, ok = sameNamespaceCluster("cluster", p("kind", "pipeline", "name", "t"), "Task", "a")
-	require.False(t, ok)
-	_, _, ok = sameNamespaceCluster("git", p("name", "t"), "Task", "a")
-	require.False(t, ok)
+	require.True(t, sameNamespaceCluster(ref("cluster", "a", "kind", "name")))
+	require.True(t, sameNamespaceCluster(ref("cluster", "a", "kind", "name", "namespace")))
+	require.False(t, sameNamespaceCluster(ref("cluster", "other", "kind", "name", "namespace")), "other namespaces go through the resolver and its namespace policy")
+	require.False(t, sameNamespaceCluster(ref("cluster", "a", "name", "cache")), "a param we do not know: the resolver decides")
+	require.False(t, sameNamespaceCluster(ref("git", "a", "name")))
 }

@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
-	"github.com/tekton-oci-transport/tekton-oci-transport/transform/params"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
 	corev1 "k8s.io/api/core/v1"
@@ -33,8 +32,8 @@ const (
 // remote asks Tekton's resolver through a ResolutionRequest in namespace and
 // waits for its answer until ctx ends. The request is deleted afterwards: it
 // has no owner (the run does not exist yet), so nothing else would.
-func (r *Resolver) remote(ctx context.Context, namespace, resolver string, resolverParams v1.Params) (any, transform.Source, error) {
-	src := transform.Source{Resolver: resolver, Params: params.Map(resolverParams)}
+func (r *Resolver) remote(ctx context.Context, namespace, resolver string, resolverParams v1.Params) (any, resolution.Origin, error) {
+	var src resolution.Origin
 	req := &resolutionv1beta1.ResolutionRequest{
 		ObjectMeta: metav1.ObjectMeta{
 			// A fresh name per admission: two replicas (or a reinvocation)
@@ -73,7 +72,7 @@ func (r *Resolver) remote(ctx context.Context, namespace, resolver string, resol
 						refSource = got.Status.Source // resolvers before refSource existed
 					}
 					if refSource != nil {
-						src.URI, src.Digest, src.EntryPoint = refSource.URI, refSource.Digest, refSource.EntryPoint
+						src = resolution.Origin{URI: refSource.URI, Digest: refSource.Digest, EntryPoint: refSource.EntryPoint}
 					}
 					log.V(1).Info("resolved")
 					return obj, src, nil

@@ -9,43 +9,33 @@ package resolve
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
-	"github.com/tekton-oci-transport/tekton-oci-transport/transform/params"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Reason says why resolution failed; it becomes the run's skipped-reason.
-type Reason string
-
-const (
-	ReasonTimeout     Reason = "ResolutionTimeout"
-	ReasonFailed      Reason = "ResolutionFailed"
-	ReasonNotFound    Reason = "ReferenceNotFound"
-	ReasonUnsupported Reason = "UnsupportedReference"
-	// ReasonDryRun: a dry-run admission must not create ResolutionRequests.
-	ReasonDryRun Reason = "DryRunNeedsRemoteResolution"
+// The reasons and error of package resolution, which both the webhook and
+// the offline convert resolve through.
+type (
+	Reason = resolution.Reason
+	Error  = resolution.Error
 )
 
-// Error is a resolution failure with its Reason.
-type Error struct {
-	Reason Reason
-	Err    error
-}
+const (
+	ReasonTimeout     = resolution.ReasonTimeout
+	ReasonFailed      = resolution.ReasonFailed
+	ReasonNotFound    = resolution.ReasonNotFound
+	ReasonUnsupported = resolution.ReasonUnsupported
+	ReasonDryRun      = resolution.ReasonDryRun
+)
 
-func (e *Error) Error() string { return string(e.Reason) + ": " + e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
-
-func fail(reason Reason, format string, args ...any) error {
-	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}
-}
+var fail = resolution.Fail
 
 // Resolver resolves references. The zero value is not usable: Cache, Client
 // and Live are required.
@@ -65,191 +55,61 @@ type Resolver struct {
 	Log     logr.Logger
 }
 
-// Resolve returns what transform needs for run: the pipeline spec when the run
-// has a pipelineRef, and the specs of the tasks transform.TasksNeeded names.
-// dryRun forbids creating ResolutionRequests.
+// Resolve returns what transform needs for run (package resolution decides
+// what and how; this package reads). dryRun forbids creating
+// ResolutionRequests.
 func (r *Resolver) Resolve(ctx context.Context, run *v1.PipelineRun, dryRun bool) (transform.Resolved, error) {
-	var resolved transform.Resolved
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
 		defer cancel()
 	}
-	spec := run.Spec.PipelineSpec
-	if spec == nil {
-		ref := run.Spec.PipelineRef
-		if ref == nil {
-			return resolved, fail(ReasonUnsupported, "the run has neither pipelineRef nor pipelineSpec")
-		}
-		// A pipelineRef's resolver params may only use the run's params.
-		p, err := r.pipeline(ctx, run, ref, params.Replacements(run, nil), dryRun)
-		if err != nil {
-			return resolved, err
-		}
-		resolved.Pipeline = p
-		spec = &p.Spec
-	}
-
-	needed := transform.TasksNeeded(run, spec)
-	if len(needed) == 0 {
-		return resolved, nil
-	}
-	repl := params.Replacements(run, spec)
-	resolved.Tasks = make(map[string]transform.ResolvedTask, len(needed))
-	// In parallel: one slow resolver should not add up with the others
-	// against the deadline. Errors are reported in pipeline order, so the
-	// answer does not depend on which goroutine failed first.
-	results := make([]*transform.ResolvedTask, len(needed))
-	errs := make([]error, len(needed))
-	var wg sync.WaitGroup
-	for i, pt := range needed {
-		if pt.TaskRef == nil || pt.TaskRef.APIVersion != "" {
-			continue // custom tasks are transform's call (it leaves the run unchanged)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = r.task(ctx, run, pt.TaskRef, repl, dryRun)
-		}()
-	}
-	wg.Wait()
-	for i, pt := range needed {
-		if errs[i] != nil {
-			return transform.Resolved{}, fmt.Errorf("task %q: %w", pt.Name, errs[i])
-		}
-		if results[i] != nil {
-			resolved.Tasks[pt.Name] = *results[i]
-		}
-	}
-	return resolved, nil
+	return resolution.Resolve(ctx, run, fetcher{r: r, dryRun: dryRun})
 }
 
-func (r *Resolver) pipeline(ctx context.Context, run *v1.PipelineRun, ref *v1.PipelineRef, repl map[string]string, dryRun bool) (*transform.ResolvedPipeline, error) {
-	if ref.APIVersion != "" {
-		return nil, fail(ReasonUnsupported, "pipelineRef with apiVersion %q is not a Tekton Pipeline", ref.APIVersion)
-	}
-	var out transform.ResolvedPipeline
-	err := r.one(ctx, run, "Pipeline", ref.Name, ref.ResolverRef, repl, dryRun, func(obj any, src transform.Source) error {
-		p, ok := obj.(*v1.Pipeline)
-		if !ok {
-			return fmt.Errorf("resolved object is a %T, not a Pipeline", obj)
-		}
-		out = transform.ResolvedPipeline{Spec: p.Spec, Source: src, Meta: transform.MetaOf(p.ObjectMeta)}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pipelineRef: %w", err)
-	}
-	return &out, nil
+// fetcher reads one reference from the API: by name (and the cluster
+// resolver for the run's own namespace) from the cache, everything else
+// through a ResolutionRequest.
+type fetcher struct {
+	r      *Resolver
+	dryRun bool
 }
 
-func (r *Resolver) task(ctx context.Context, run *v1.PipelineRun, ref *v1.TaskRef, repl map[string]string, dryRun bool) (*transform.ResolvedTask, error) {
-	if ref.Kind != "" && ref.Kind != v1.NamespacedTaskKind {
-		return nil, fail(ReasonUnsupported, "taskRef kind %q is not supported", ref.Kind)
-	}
-	var out transform.ResolvedTask
-	err := r.one(ctx, run, "Task", ref.Name, ref.ResolverRef, repl, dryRun, func(obj any, src transform.Source) error {
-		t, ok := obj.(*v1.Task)
-		if !ok {
-			return fmt.Errorf("resolved object is a %T, not a Task", obj)
-		}
-		out = transform.ResolvedTask{Spec: t.Spec, Source: src, Meta: transform.MetaOf(t.ObjectMeta)}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-// one resolves a single reference of kind ("Task" or "Pipeline") and hands
-// the decoded object to use.
-func (r *Resolver) one(ctx context.Context, run *v1.PipelineRun, kind, name string, rr v1.ResolverRef, repl map[string]string, dryRun bool, use func(any, transform.Source) error) (err error) {
+func (f fetcher) Fetch(ctx context.Context, ref resolution.Reference) (obj any, origin resolution.Origin, err error) {
 	start := time.Now()
-	resolver := string(rr.Resolver)
 	defer func() {
-		if r.Observe != nil {
-			label := resolver
+		if f.r.Observe != nil {
+			label := ref.Resolver
 			if label == "" {
 				label = "name"
 			}
-			r.Observe(label, time.Since(start), err)
+			f.r.Observe(label, time.Since(start), err)
 		}
 	}()
-	if resolver == "" {
-		if name == "" {
-			return fail(ReasonUnsupported, "%s reference has neither name nor resolver", kind)
-		}
-		obj, err := r.byName(ctx, kind, run.Namespace, name)
-		if err != nil {
-			return err
-		}
-		return use(obj, transform.Source{Kind: kind, Name: name})
+	if ref.Resolver == "" || sameNamespaceCluster(ref) {
+		// The cluster resolver reading the run's own namespace is served
+		// from the cache. Other namespaces go through the real resolver,
+		// which enforces its allowed/blocked namespaces configuration.
+		obj, err := f.r.byName(ctx, ref.Kind, ref.Namespace, ref.Name)
+		return obj, origin, err
 	}
-	substituted, err := params.Substitute(rr.Params, repl)
-	if err != nil {
-		return fail(ReasonUnsupported, "%s from resolver %q: %w", kind, resolver, err)
+	if f.dryRun {
+		return nil, origin, fail(ReasonDryRun, "%s from resolver %q needs a ResolutionRequest, which a dry run must not create", ref.Kind, ref.Resolver)
 	}
-	if ns, n, ok := sameNamespaceCluster(resolver, substituted, kind, run.Namespace); ok {
-		// The cluster resolver reading the run's own namespace is served from
-		// the cache. Other namespaces go through the real resolver, which
-		// enforces its allowed/blocked namespaces configuration.
-		obj, err := r.byName(ctx, kind, ns, n)
-		if err != nil {
-			return err
-		}
-		return use(obj, transform.Source{Kind: kind, Name: n, Resolver: resolver, Params: params.Map(substituted)})
-	}
-	if dryRun {
-		return fail(ReasonDryRun, "%s from resolver %q needs a ResolutionRequest, which a dry run must not create", kind, resolver)
-	}
-	obj, src, err := r.remote(ctx, run.Namespace, resolver, substituted)
-	if err != nil {
-		return err
-	}
-	src.Kind = kind
-	if err := use(obj, src); err != nil {
-		return fail(ReasonFailed, "%s from resolver %q: %w", kind, resolver, err)
-	}
-	return nil
+	return f.r.remote(ctx, ref.RunNamespace, ref.Resolver, ref.Params)
 }
 
 // sameNamespaceCluster recognises the cluster resolver asking for an object
-// of the run's namespace (its params: kind, name, namespace).
-func sameNamespaceCluster(resolver string, params v1.Params, kind, runNamespace string) (string, string, bool) {
-	if resolver != "cluster" {
-		return "", "", false
-	}
-	var k, name, ns string
-	for _, p := range params {
-		switch p.Name {
-		case "kind":
-			k = p.Value.StringVal
-		case "name":
-			name = p.Value.StringVal
-		case "namespace":
-			ns = p.Value.StringVal
-		default:
-			return "", "", false // a param we do not know: let the resolver decide
-		}
-	}
-	if ns == "" {
-		ns = runNamespace
-	}
-	if name == "" || ns != runNamespace || (k != "" && !equalFoldASCII(k, kind)) {
-		return "", "", false
-	}
-	return ns, name, true
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
+// of the run's namespace with only the params it is known to take.
+func sameNamespaceCluster(ref resolution.Reference) bool {
+	if ref.Resolver != "cluster" || ref.Namespace != ref.RunNamespace {
 		return false
 	}
-	for i := range len(a) {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
+	for _, p := range ref.Params {
+		switch p.Name {
+		case "kind", "name", "namespace":
+		default:
+			return false // a param we do not know: let the resolver decide
 		}
 	}
 	return true
