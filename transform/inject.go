@@ -278,11 +278,20 @@ func (p *taskPlan) tag() string {
 	return p.name
 }
 
-// stepSecurity returns the securityContext the pull and push steps run with,
-// so they run as the task's own steps do: with a stepTemplate's, nothing (the
-// template applies to them too); otherwise the first and the last step's, so
-// files are pulled as the first step's user and read back as the last one's.
+// stepSecurity returns the securityContext the pull and push steps run with.
+// They must read and write whatever the task's own steps can: when a step
+// runs as root (runAsUser 0, on the step or from the stepTemplate), both run
+// with that step's context, so the push can scan a 0700 directory a root
+// step made and the pull restores owners as they were on the PVC. Otherwise
+// they run as the task's own steps do: with a stepTemplate's context,
+// nothing (the template applies to them too); else the first and the last
+// step's, so files are pulled as the first step's user and read back as the
+// last one's. (Two different non-root users cannot read each other's 0700
+// directories on a PVC either.)
 func stepSecurity(spec *v1.TaskSpec) (first, last *corev1.SecurityContext) {
+	if root := rootStepSecurity(spec); root != nil {
+		return root, root.DeepCopy()
+	}
 	if spec.StepTemplate != nil && spec.StepTemplate.SecurityContext != nil {
 		return nil, nil
 	}
@@ -290,4 +299,24 @@ func stepSecurity(spec *v1.TaskSpec) (first, last *corev1.SecurityContext) {
 		return nil, nil
 	}
 	return spec.Steps[0].SecurityContext.DeepCopy(), spec.Steps[len(spec.Steps)-1].SecurityContext.DeepCopy()
+}
+
+// rootStepSecurity is the effective securityContext (the stepTemplate merged
+// in, by Tekton's own merge) of the first step that runs as root, or nil.
+func rootStepSecurity(spec *v1.TaskSpec) *corev1.SecurityContext {
+	// Tekton's merge writes into the steps it is given: merge copies.
+	steps := make([]v1.Step, len(spec.Steps))
+	for i := range spec.Steps {
+		steps[i] = *spec.Steps[i].DeepCopy()
+	}
+	steps, err := v1.MergeStepsWithStepTemplate(spec.StepTemplate.DeepCopy(), steps)
+	if err != nil {
+		steps = spec.Steps // Tekton fails such a run itself: judge the steps as written
+	}
+	for _, s := range steps {
+		if sc := s.SecurityContext; sc != nil && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+			return sc.DeepCopy()
+		}
+	}
+	return nil
 }
