@@ -45,6 +45,9 @@ func inject(pt *v1.PipelineTask, p *taskPlan, opts Options, pipelineParams map[s
 	}
 	spec := in.spec
 	spec.Steps = append(append(pulls, spec.Steps...), pushes...)
+	if w := resultsBudgetWarning(p.name, &spec, len(pulls)+len(pushes)); w != "" {
+		p.warnings = append(p.warnings, w)
+	}
 	spec.Volumes = append(spec.Volumes, corev1.Volume{
 		Name:         stateVolume,
 		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
