@@ -28,7 +28,10 @@ for p in containerd:containerd runc:runc iptables:iptables conntrack:conntrack c
   command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
 done
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx sha256sum || need+=(busybox-static)
+# busybox for the images comes from busybox-static (test/cluster/busybox.sh);
+# installed only when neither it nor Debian's dynamic busybox is there (they
+# conflict; with the dynamic one present its static twin is unpacked instead)
+dpkg-query -W -f '${Status}' busybox busybox-static 2>/dev/null | grep -q 'install ok installed' || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   ts "installing Debian packages: ${need[*]}"
   apt-get update -q >/dev/null
@@ -93,11 +96,13 @@ if [ ! -f "$IMGS/pause-1.tar" ]; then
   (cd test/cluster/pause && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$r/pause/pause" .)
   img "$IMGS/pause-1.tar" "$r/pause" -tag local.test/pause:1 -- /pause
 fi
-bbver=$(dpkg-query -W -f '${Version}' busybox-static | tr -c 'a-zA-Z0-9.\n' '_')
+bb=$(test/cluster/busybox.sh)
+BUSYBOX=${bb%% *}
+bbver=$(printf '%s' "${bb#* }" | tr -c 'a-zA-Z0-9.\n' '_')
 if [ ! -f "$IMGS/busybox-$bbver.tar" ]; then
   b=$r/busybox; mkdir -p "$b"/{bin,tmp,etc,root,workspace}; chmod 1777 "$b/tmp"
-  cp /bin/busybox "$b/bin/busybox"
-  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$b/bin/$a"; done
+  cp "$BUSYBOX" "$b/bin/busybox"
+  for a in $("$BUSYBOX" --list); do [ "$a" = busybox ] || ln -s busybox "$b/bin/$a"; done
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$b/etc/passwd"
   printf 'root:x:0:\nnobody:x:65534:\n' > "$b/etc/group"
   # busybox:1.37 is what the examples and the chart's test pod name.
