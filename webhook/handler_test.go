@@ -1,7 +1,6 @@
 package webhook_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -11,42 +10,23 @@ import (
 	"testing"
 	"time"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr/testr"
 	"github.com/stretchr/testify/require"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
-	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/prune"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook"
-	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve/resolvetest"
-	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/server"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/webhooktest"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite the want.yaml files from what the handler answers")
 
-// Options every golden case converts with.
-var testOptions = transform.Options{
-	Registry:         "registry.test:5000",
-	RepositoryPrefix: "tekton-oci-transport",
-	PlainHTTP:        true,
-	StepImage:        "oci-transport-step:test",
-	StepCommand:      []string{"/usr/local/bin/oci-transport-step"},
-}
-
-// caseConfig is testdata/<case>/config.yaml (optional).
-type caseConfig struct {
-	Strict            bool   `json:"strict"`
-	ResolutionTimeout string `json:"resolutionTimeout"`
-}
+// testOptions are the options every golden case converts with.
+var testOptions = webhooktest.Options
 
 // answer is what want.yaml records: the admission answer and the raw input
 // object with the returned patch applied.
@@ -97,14 +77,8 @@ func runCase(t *testing.T, dir string) (answer, []byte, *webhook.Handler, admiss
 	req := admission.Request{AdmissionRequest: *review.Request}
 	raw := req.Object.Raw
 
-	var cfg caseConfig
-	if data, err := os.ReadFile(filepath.Join(dir, "config.yaml")); err == nil {
-		require.NoError(t, yaml.Unmarshal(data, &cfg))
-	}
-	timeout := 2 * time.Second
-	if cfg.ResolutionTimeout != "" {
-		timeout, _ = time.ParseDuration(cfg.ResolutionTimeout)
-	}
+	cfg, err := webhooktest.ReadConfig(filepath.Join(dir, "config.yaml"))
+	require.NoError(t, err)
 	c := fakeCluster(t, filepath.Join(dir, "cluster.yaml"))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -112,13 +86,7 @@ func runCase(t *testing.T, dir string) (answer, []byte, *webhook.Handler, admiss
 		r := &resolvetest.Resolver{Client: c, Answers: answers}
 		go r.Run(ctx, 5*time.Millisecond)
 	}
-	h := &webhook.Handler{
-		Strict:     cfg.Strict,
-		Options:    testOptions,
-		Resolver:   &resolve.Resolver{Cache: c, Client: c, Live: c, Timeout: timeout, Log: testr.New(t)},
-		Namespaces: webhook.CachedNamespaces{Reader: c},
-		Log:        testr.New(t),
-	}
+	h := webhooktest.Handler(c, cfg.Strict, cfg.Timeout(), testr.New(t))
 	resp := h.Handle(ctx, req)
 	got := answer{Allowed: resp.Allowed, Warnings: resp.Warnings, Patched: len(resp.Patches) > 0}
 	if !resp.Allowed && resp.Result != nil {
@@ -131,74 +99,31 @@ func runCase(t *testing.T, dir string) (answer, []byte, *webhook.Handler, admiss
 		require.Nil(t, resp.PatchType, "no patch, no patch type")
 	}
 	// Created by the handler; the resolver deletes them in the background.
-	got.ResolutionRequests = countCreated(t, c)
+	got.ResolutionRequests = c.Created()
 	return got, raw, h, req
 }
 
 func readReview(t *testing.T, path string) admissionv1.AdmissionReview {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	review, err := webhooktest.ReadReview(path)
 	require.NoError(t, err)
-	js, err := yaml.YAMLToJSON(data)
-	require.NoError(t, err)
-	var review admissionv1.AdmissionReview
-	require.NoError(t, json.Unmarshal(js, &review))
-	require.NotNil(t, review.Request)
 	return review
-}
-
-// created counts ResolutionRequests by the names the fake client assigned
-// (deleted ones included): the fake client keeps no history, so it is wrapped.
-func countCreated(t *testing.T, c client.Client) int {
-	t.Helper()
-	return int(c.(*countingClient).created.Load())
 }
 
 func applyPatch(t *testing.T, raw []byte, resp admission.Response) map[string]any {
 	t.Helper()
-	ops, err := json.Marshal(resp.Patches)
+	out, err := webhooktest.Apply(raw, resp)
 	require.NoError(t, err)
-	p, err := jsonpatchapply.DecodePatch(ops)
-	require.NoError(t, err)
-	out, err := p.Apply(raw)
-	require.NoError(t, err, "the patch must apply to the raw request object")
 	var obj map[string]any
 	require.NoError(t, json.Unmarshal(out, &obj))
 	return obj
 }
 
-func fakeCluster(t *testing.T, path string) client.Client {
+func fakeCluster(t *testing.T, path string) *webhooktest.Client {
 	t.Helper()
-	scheme, err := server.Scheme()
+	c, err := webhooktest.ClusterFile(path)
 	require.NoError(t, err)
-	b := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&resolutionv1beta1.ResolutionRequest{})
-	if data, err := os.ReadFile(path); err == nil {
-		for _, doc := range bytes.Split(data, []byte("\n---")) {
-			if len(bytes.TrimSpace(doc)) == 0 {
-				continue
-			}
-			b = b.WithObjects(clusterObject(t, doc))
-		}
-	}
-	return &countingClient{Client: b.Build()}
-}
-
-func clusterObject(t *testing.T, doc []byte) client.Object {
-	t.Helper()
-	tm, err := decode.TypeMeta(doc)
-	require.NoError(t, err)
-	if tm.Kind == "Namespace" {
-		ns := &corev1.Namespace{}
-		require.NoError(t, yaml.Unmarshal(doc, ns))
-		return ns
-	}
-	obj, err := decode.Object(doc)
-	require.NoError(t, err)
-	co := obj.(client.Object)
-	if co.GetNamespace() == "" {
-		co.SetNamespace("team-a")
-	}
-	return co
+	return c
 }
 
 // assertNoArtefacts: every null or empty object in the result was in the
