@@ -2,7 +2,6 @@ package transform_test
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,7 +11,7 @@ import (
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/decode"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
-	"github.com/tektoncd/pipeline/pkg/apis/config"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform/transformtest"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -114,30 +113,10 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// requireValid runs Tekton's own defaulting and validation as Tekton's
-// webhook would on admission, with the feature flags of a default install
-// unless the case's feature-flags.yaml (the data of Tekton's feature-flags
-// ConfigMap) says otherwise, for inputs that themselves need an alpha field.
+// requireValid: Tekton accepts run (transformtest.Validate).
 func requireValid(t *testing.T, dir string, run *v1.PipelineRun) {
 	t.Helper()
-	ctx := context.Background()
-	if raw, err := os.ReadFile(filepath.Join(dir, "feature-flags.yaml")); err == nil {
-		var data map[string]string
-		require.NoError(t, yaml.Unmarshal(raw, &data))
-		flags, err := config.NewFeatureFlagsFromMap(data)
-		require.NoError(t, err)
-		cfg := *config.FromContextOrDefaults(ctx)
-		cfg.FeatureFlags = flags
-		ctx = config.ToContext(ctx, &cfg)
-	}
-	r := run.DeepCopy()
-	if r.Name == "" && r.GenerateName != "" {
-		r.Name = r.GenerateName + "x7k2p" // as the API server would
-	}
-	r.SetDefaults(ctx)
-	if fe := r.Validate(ctx); fe != nil {
-		t.Fatalf("Tekton rejects the output: %v", fe)
-	}
+	require.NoError(t, transformtest.Validate(dir, run))
 }
 
 func compareGolden(t *testing.T, path string, got []byte) {

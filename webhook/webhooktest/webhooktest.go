@@ -131,18 +131,24 @@ func SplitDocuments(data []byte) [][]byte {
 	return docs
 }
 
-// Cluster is a fake cluster holding docs (Namespaces, Tekton Tasks and
-// Pipelines in any version); an object without a namespace is put in
-// DefaultNamespace. A second object of the same name is ignored: the parity
-// test feeds the cluster every supplied file, which may repeat one.
+// Cluster is ClusterIn(DefaultNamespace, docs...).
 func Cluster(docs ...[]byte) (*Client, error) {
+	return ClusterIn(DefaultNamespace, docs...)
+}
+
+// ClusterIn is a fake cluster holding docs (Namespaces, Tekton Tasks and
+// Pipelines in any version); an object without a namespace is put in
+// namespace, as `kubectl apply -n namespace` would. A second object of the
+// same name is ignored: the parity test feeds the cluster every supplied
+// file, which may repeat one.
+func ClusterIn(namespace string, docs ...[]byte) (*Client, error) {
 	scheme, err := server.Scheme()
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{Client: fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&resolutionv1beta1.ResolutionRequest{}).Build()}
 	for _, doc := range docs {
-		obj, err := clusterObject(doc)
+		obj, err := clusterObject(doc, namespace)
 		if err != nil {
 			return nil, err
 		}
@@ -153,7 +159,7 @@ func Cluster(docs ...[]byte) (*Client, error) {
 	return c, nil
 }
 
-func clusterObject(doc []byte) (client.Object, error) {
+func clusterObject(doc []byte, namespace string) (client.Object, error) {
 	tm, err := decode.TypeMeta(doc)
 	if err != nil {
 		return nil, err
@@ -171,7 +177,7 @@ func clusterObject(doc []byte) (client.Object, error) {
 		return nil, fmt.Errorf("%T is not a cluster object", obj)
 	}
 	if co.GetNamespace() == "" {
-		co.SetNamespace(DefaultNamespace)
+		co.SetNamespace(namespace)
 	}
 	return co, nil
 }

@@ -53,6 +53,9 @@ func Load(path string) ([]Answer, error) {
 type Resolver struct {
 	Client  client.Client
 	Answers []Answer
+	// Lookup, when set, answers instead of Answers (Files answers from the
+	// files `convert` reads).
+	Lookup func(*resolutionv1beta1.ResolutionRequest) *Answer
 
 	mu   sync.Mutex
 	seen []resolutionv1beta1.ResolutionRequest
@@ -138,6 +141,9 @@ func (r *Resolver) answer(ctx context.Context, rr *resolutionv1beta1.ResolutionR
 }
 
 func (r *Resolver) find(rr *resolutionv1beta1.ResolutionRequest) *Answer {
+	if r.Lookup != nil {
+		return r.Lookup(rr)
+	}
 	got := map[string]string{}
 	for _, p := range rr.Spec.Params {
 		got[p.Name] = p.Value.StringVal
