@@ -89,7 +89,7 @@ spec:
 	}{
 		{"bad yaml", []string{"-f", badYAML}, exitBadInput, "bad.yaml: document 0: "},
 		{"unknown kind", []string{"-f", unknownKind}, exitBadInput, `cm.yaml: document 1: unsupported kind: apiVersion "v1" kind "ConfigMap"`},
-		{"missing referenced task", []string{"-f", noTask}, exitUnchanged, `left unchanged: PipelineRun r: ReferenceNotFound: task "a": Task "missing-task": not found among the supplied objects`},
+		{"missing referenced task", []string{"-f", noTask}, exitUnchanged, `left unchanged: PipelineRun r: ReferenceNotFound: task "a": Task missing-task not found`},
 		{"missing file", []string{"-f", filepath.Join(dir, "nope.yaml")}, exitBadInput, "no such file"},
 		{"no run", []string{"-f", example + "tasks.yaml"}, exitBadInput, "no PipelineRun in"},
 		{"two runs", []string{"-f", example + "run.yaml", "-f", example + "run.yaml"}, exitBadInput, "a second PipelineRun"},

@@ -2,7 +2,6 @@ package offline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -15,8 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ErrNotFound is returned when a reference matches no supplied object.
-var ErrNotFound = errors.New("not found among the supplied objects")
+// ErrNotFound is wrapped when a reference matches no supplied object
+// (resolution words the message of a named one, as the webhook's).
+var ErrNotFound = resolution.ErrNotFound
 
 // Resolve finds, among docs, the Pipeline the run references (if it has a
 // pipelineRef) and the Tasks that transform needs, through package
@@ -56,7 +56,7 @@ func (fs Files) Fetch(_ context.Context, ref resolution.Reference) (any, resolut
 	}
 	switch len(found) {
 	case 0:
-		return nil, resolution.Origin{}, &resolution.Error{Reason: resolution.ReasonNotFound, Err: fmt.Errorf("%s: %w", what, ErrNotFound)}
+		return nil, resolution.Origin{}, &resolution.Error{Reason: resolution.ReasonNotFound, Err: fmt.Errorf("%s: %w among the supplied objects", what, ErrNotFound)}
 	case 1:
 		var origin resolution.Origin
 		if remote {

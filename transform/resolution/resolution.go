@@ -30,6 +30,10 @@ const (
 	ReasonDryRun Reason = "DryRunNeedsRemoteResolution"
 )
 
+// ErrNotFound is what a Fetcher wraps when a reference names no object.
+// Resolve words a missing named object itself (see notFound).
+var ErrNotFound = errors.New("not found")
+
 // Error is a resolution failure with its Reason: the run is left unchanged.
 type Error struct {
 	Reason Reason
@@ -215,10 +219,27 @@ func fetch(ctx context.Context, run *v1.PipelineRun, kind, name string, rr v1.Re
 	}
 	obj, origin, err := f.Fetch(ctx, ref)
 	if err != nil {
-		return nil, src, err
+		return nil, src, notFound(ref, err)
 	}
 	src.URI, src.Digest, src.EntryPoint = origin.URI, origin.Digest, origin.EntryPoint
 	return obj, src, nil
+}
+
+// notFound words a missing object named by a plain or cluster-resolver
+// reference once, whichever Fetcher looked (the API or the supplied files):
+// the message becomes the run's skipped-reason, which must not depend on
+// the path. A remote reference keeps the Fetcher's words: only the files
+// can miss one (a remote resolver's "not found" is its own failure), and
+// which file to supply is what the user needs to read.
+func notFound(ref Reference, err error) error {
+	if !errors.Is(err, ErrNotFound) || (ref.Resolver != "" && ref.Resolver != "cluster") {
+		return err
+	}
+	name := ref.Name
+	if ref.Namespace != "" {
+		name = ref.Namespace + "/" + name
+	}
+	return Fail(ReasonNotFound, "%s %s not found", ref.Kind, name)
 }
 
 // reference substitutes the resolver params and reads the cluster

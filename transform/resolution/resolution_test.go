@@ -103,5 +103,5 @@ func TestDescribeListsEveryFailure(t *testing.T) {
 	reason, message, ok := resolution.Describe(err)
 	require.True(t, ok)
 	require.Equal(t, resolution.ReasonNotFound, reason)
-	require.Equal(t, `task "a": Task "missing": not found among the supplied objects`, message)
+	require.Equal(t, `task "a": Task team-a/missing not found`, message, "worded as the webhook words it")
 }

@@ -132,7 +132,7 @@ func (r *Resolver) byName(ctx context.Context, kind, namespace, name string) (an
 	}
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fail(ReasonNotFound, "%s %s/%s not found", kind, namespace, name)
+			return nil, fail(ReasonNotFound, "%s %s/%s: %w", kind, namespace, name, resolution.ErrNotFound)
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fail(ReasonTimeout, "reading %s %s/%s: %w", kind, namespace, name, err)
