@@ -27,12 +27,15 @@ const (
 	pushStepPrefix = ReservedPrefix + "push-"
 )
 
-func (o Options) validate() error {
+// Validate reports every problem with the options at once. The webhook runs
+// it at startup: an option it would reject on every admission must stop the
+// server instead of letting it report ready and fail open.
+func (o Options) Validate() error {
 	var errs []error
 	if o.Registry == "" {
 		errs = append(errs, errors.New("registry is required"))
 	}
-	if strings.Contains(o.Registry, "/") {
+	if strings.Contains(o.Registry, "/") || strings.Contains(o.Registry, "://") {
 		errs = append(errs, fmt.Errorf("registry %q must be host[:port], without a scheme or path", o.Registry))
 	}
 	if o.StepImage == "" {

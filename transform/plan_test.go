@@ -206,14 +206,14 @@ func TestSlug(t *testing.T) {
 
 func TestOptionsValidate(t *testing.T) {
 	ok := Options{Registry: "r:5000", StepImage: "img", StepCommand: []string{"/step"}}
-	require.NoError(t, ok.validate())
+	require.NoError(t, ok.Validate())
 	for _, bad := range []Options{
 		{StepImage: "img", StepCommand: []string{"/step"}},
 		{Registry: "http://r:5000", StepImage: "img", StepCommand: []string{"/step"}},
 		{Registry: "r", StepCommand: []string{"/step"}},
 		{Registry: "r", StepImage: "img"},
 	} {
-		require.Error(t, bad.validate(), "%+v", bad)
+		require.Error(t, bad.Validate(), "%+v", bad)
 	}
 	_, _, err := PipelineRun(&v1.PipelineRun{}, Resolved{}, Options{})
 	require.ErrorContains(t, err, "registry is required")

@@ -33,7 +33,7 @@ func PipelineRun(run *v1.PipelineRun, resolved Resolved, opts Options) (*v1.Pipe
 	if run == nil {
 		return nil, Report{}, errors.New("transform: nil PipelineRun")
 	}
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, Report{}, err
 	}
 	out := run.DeepCopy()

@@ -8,24 +8,35 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"strings"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
-	args := os.Args[1:]
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run dispatches to a subcommand and returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "convert" || args[0] == "version") {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
+	case "serve":
+		return serve(args, stdout, stderr)
 	case "convert":
-		os.Exit(runConvert(args, os.Stdin, os.Stdout, os.Stderr))
+		return runConvert(args, stdin, stdout, stderr)
 	case "version":
-		fmt.Println(version)
+		fmt.Fprintln(stdout, version)
+		return 0
 	default:
-		os.Exit(runServe(args))
+		// a typo must not start a server
+		fmt.Fprintf(stderr, "webhook: unknown command %q: want serve (the default), convert or version\n", cmd)
+		return 2
 	}
 }

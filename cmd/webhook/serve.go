@@ -92,13 +92,10 @@ func (f *serveFlags) registration() registration.Values {
 func (f *serveFlags) validate() error {
 	var errs []error
 	o := f.options()
-	if o.Registry == "" {
-		errs = append(errs, errors.New("--registry must not be empty"))
+	if err := o.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--registry, --step-image, --step-command: %w", err))
 	}
-	if o.StepImage == "" {
-		errs = append(errs, errors.New("--step-image must not be empty"))
-	}
-	if len(o.StepCommand) == 0 || o.StepCommand[0] == "" {
+	if len(o.StepCommand) > 0 && o.StepCommand[0] == "" {
 		errs = append(errs, errors.New("--step-command must not be empty"))
 	}
 	if f.resolutionTimeout <= 0 || f.resolutionTimeout > registration.MaxResolutionTimeout {
@@ -121,17 +118,16 @@ func (f *serveFlags) validate() error {
 	return errors.Join(errs...)
 }
 
-// runServe starts the admission server and returns the exit code.
-func runServe(args []string) int {
-	return serve(args, os.Stdout, os.Stderr)
-}
-
 func serve(args []string, stdout, stderr io.Writer) int {
 	var f serveFlags
 	fs := flag.NewFlagSet("webhook serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "serve: unexpected arguments %q (flags only; see -h)\n", fs.Args())
 		return 2
 	}
 	if f.printConfig {

@@ -34,9 +34,24 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{"--resolution-timeout=45s"},
 		{"--failure-policy=Sometimes"},
 		{"--registry="},
+		{"--registry=http://zot:5000"}, // a scheme: every admission would fail open
+		{"--registry=zot:5000/path"},
+		{"--step-image="},
+		{"--step-command="},
+		{"typo"}, // positional arguments are no flags
 	} {
 		var out, errOut bytes.Buffer
 		require.Equal(t, 2, serve(args, &out, &errOut), strings.Join(args, " "))
 		require.NotEmpty(t, errOut.String())
 	}
+}
+
+// A subcommand typo must not start a server; version prints the version.
+func TestUnknownSubcommandIsAUsageError(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, run([]string{"nosuchcommand"}, strings.NewReader(""), &out, &errOut))
+	require.Contains(t, errOut.String(), `unknown command "nosuchcommand"`)
+	out.Reset()
+	require.Equal(t, 0, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
+	require.Equal(t, version+"\n", out.String())
 }
