@@ -288,17 +288,21 @@ func (w *blockWriter) Close() error {
 	return <-w.done
 }
 
-// spool holds a compressed layer: in memory up to memLimit, then in a
-// temporary file. It hashes what is written.
+// spool holds a compressed layer: in memory up to memLimit, then in an
+// unlinked temporary file in dir ("" = the system's). It hashes what is
+// written.
 type spool struct {
 	memLimit int
+	dir      string
 	mem      bytes.Buffer
 	f        *os.File
 	n        int64
 	h        hash.Hash
 }
 
-func newSpool(memLimit int) *spool { return &spool{memLimit: memLimit, h: sha256.New()} }
+func newSpool(memLimit int, dir string) *spool {
+	return &spool{memLimit: memLimit, dir: dir, h: sha256.New()}
+}
 
 func (s *spool) Write(p []byte) (int, error) {
 	s.h.Write(p)
@@ -307,7 +311,7 @@ func (s *spool) Write(p []byte) (int, error) {
 		return s.mem.Write(p)
 	}
 	if s.f == nil {
-		f, err := os.CreateTemp("", "oci-transport-layer-*")
+		f, err := os.CreateTemp(s.dir, ".oci-transport-spool-*")
 		if err != nil {
 			return 0, fmt.Errorf("spool: %w", err)
 		}

@@ -46,6 +46,8 @@ type extractor struct {
 
 	mu   sync.Mutex
 	dirs map[dirKey]dirMeta
+
+	spillDir string // where data kept for hard links spills ("" = the system's temp dir)
 }
 
 type dirKey struct {
@@ -312,7 +314,7 @@ func (e *extractor) regular(ls *layerState, tr *tar.Reader, h *tar.Header, p str
 		if h.PAXRecords[paxLinkedKey] == "" {
 			return nil // the tar reader skips the data
 		}
-		lf.orphan = newSpool(orphanMemory)
+		lf.orphan = newSpool(orphanMemory, e.spillDir)
 		if n, err := io.CopyBuffer(lf.orphan, tr, buf); err != nil || n != h.Size {
 			return &corruptError{fmt.Errorf("%s: short file (%d of %d bytes): %v", p, n, h.Size, err)}
 		}

@@ -357,3 +357,21 @@ func TestMountRootTakesTheAncestorsMode(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o750), fi.Mode().Perm(), "the ancestor's mode, not the kubelet's")
 }
+
+// Layers bigger than the in-memory spool spill into the state directory (an
+// emptyDir the step owns), so the step image needs no /tmp.
+func TestSpoolSpillsIntoTheStateDir(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "no-such-dir"))
+	src, st := t.TempDir(), t.TempDir()
+	randomFile(t, filepath.Join(src, "blob"), 3<<20, 7)
+	_, err := Push(context.Background(), PushOptions{Options: e.reg.opts(t, e.repo), Tag: "big", Task: "big",
+		Mounts: []Mount{{Dir: src}}, StateDir: filepath.Join(st, "ws"), SpoolMemory: 64 << 10})
+	require.NoError(t, err)
+	dst := t.TempDir()
+	e.pull([]string{"big"}, t.TempDir(), Mount{Dir: dst})
+	require.Equal(t, snapshot(t, src)["blob"], snapshot(t, dst)["blob"])
+	ents, err := os.ReadDir(filepath.Join(st, "ws"))
+	require.NoError(t, err)
+	require.Empty(t, ents, "spill files are unlinked")
+}

@@ -83,6 +83,9 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := makeStateDir(o.StateDir); err != nil {
+		return nil, err
+	}
 	log := o.Log
 	res := &PullResult{}
 	t0 := time.Now()
@@ -121,6 +124,7 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		ex.spillDir = o.StateDir
 		defer ex.close()
 		t1 := time.Now()
 		ct, err := applyDeltas(ctx, c, ex, apply, res, o.Concurrency, log)

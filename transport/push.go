@@ -28,7 +28,8 @@ type PushOptions struct {
 	Compression string // gzip, zstd, none; "" = DefaultCompression
 	LayerSize   int64  // target uncompressed bytes per layer; 0 = DefaultLayerSize
 	// SpoolMemory is how many compressed bytes of one layer are kept in
-	// memory before spilling to a temp file; 0 = 64 MiB.
+	// memory before spilling to an unlinked file in StateDir (an emptyDir
+	// the step owns; the step image needs no /tmp); 0 = DefaultSpoolMemory.
 	SpoolMemory int
 	// Now is the creation time recorded in the manifest (tests); zero = now.
 	Now time.Time
@@ -38,6 +39,11 @@ type PushOptions struct {
 const (
 	DefaultCompression = CompressionZstd
 	DefaultLayerSize   = 64 << 20
+	// DefaultSpoolMemory bounds the compressed bytes of a layer held in
+	// memory until its upload (per layer in flight). With 64 MiB a push of
+	// 1 GiB peaked at 664 MB RSS; with 8 MiB at 148 MB in the same time, and
+	// at 92 MB under GOMEMLIMIT=80MiB (README, "Memory").
+	DefaultSpoolMemory = 8 << 20
 )
 
 // PushResult summarises a push.
@@ -77,10 +83,13 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		o.LayerSize = DefaultLayerSize
 	}
 	if o.SpoolMemory <= 0 {
-		o.SpoolMemory = 64 << 20
+		o.SpoolMemory = DefaultSpoolMemory
 	}
 	mounts, err := prepareMounts(o.Mounts)
 	if err != nil {
+		return nil, err
+	}
+	if err := makeStateDir(o.StateDir); err != nil {
 		return nil, err
 	}
 	c, err := newClient(&o.Options)
@@ -153,7 +162,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sp := newSpool(o.SpoolMemory)
+			sp := newSpool(o.SpoolMemory, o.StateDir)
 			defer sp.Close()
 			if err := writeLayer(sp, cdc, pl); err != nil {
 				fail(err)

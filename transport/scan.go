@@ -314,6 +314,18 @@ type viewRecord struct{ dir, subPath, view string }
 
 const baselineFile = "baseline.v2"
 
+// makeStateDir creates the state directory: it holds the baseline and the
+// spill files of big layers (so the step image needs no /tmp).
+func makeStateDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("state %s: %w", dir, err)
+	}
+	return nil
+}
+
 func writeBaseline(stateDir string, applied []string, mounts []*mount, recs []record) error {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return err

@@ -130,6 +130,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return transport.ExitUsage
 	}
 	o.Log = log
+	if soft := setMemoryLimit(); soft > 0 {
+		log.Debug("memory limit from the container's cgroup", "GOMEMLIMIT", soft)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
