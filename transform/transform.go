@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -153,13 +153,13 @@ func convert(out *v1.PipelineRun, converted map[string]bool, resolved Resolved, 
 	for _, p := range plans {
 		p.propagated = propagated[p.name]
 	}
-	if err := checkRepositories(sortedKeys(converted)); err != nil {
+	if err := checkRepositories(slices.Sorted(maps.Keys(converted))); err != nil {
 		return Report{}, err
 	}
 	if err := checkReferences(out.Namespace, plans, opts); err != nil {
 		return Report{}, err
 	}
-	report := Report{Outcome: Converted, Workspaces: sortedKeys(converted)}
+	report := Report{Outcome: Converted, Workspaces: slices.Sorted(maps.Keys(converted))}
 	sources := sourcesAnnotation{Tasks: map[string]Source{}}
 	pipelineParams := pipelineParamNames(out.Spec.Params, spec.Params)
 	for _, p := range plans {
@@ -220,15 +220,6 @@ func mustJSON(v any) string {
 		panic(fmt.Sprintf("transform: marshalling annotation: %v", err))
 	}
 	return string(b)
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func splitList(s string) []string {

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -101,7 +103,7 @@ func runLocally(t *testing.T, file, bin string) {
 		}
 	}
 
-	for _, w := range sortedKeys(runWorkspaces) {
+	for _, w := range slices.Sorted(maps.Keys(runWorkspaces)) {
 		if _, err := os.Lstat(filepath.Join(vol, w, lockDir, "lock")); err == nil {
 			t.Errorf("%s: the lock was not given back", w)
 		}
@@ -231,7 +233,7 @@ func runInstance(t *testing.T, vol, bin string, env []string, runWorkspaces map[
 		// one pass: a local directory may itself contain a mount path
 		// (a workspace named "workspace" lives in .../workspace)
 		var pairs []string // the longest first: NewReplacer takes the first that matches
-		keys := sortedKeys(setOf(repl))
+		keys := slices.Sorted(maps.Keys(repl))
 		sort.SliceStable(keys, func(i, j int) bool { return len(keys[i]) > len(keys[j]) })
 		for _, k := range keys {
 			pairs = append(pairs, k, repl[k])
@@ -262,14 +264,6 @@ func runInstance(t *testing.T, vol, bin string, env []string, runWorkspaces map[
 	}
 	_, after := sh(s(observer(stepAfter, wsNames), "script"), true)
 	return &taskRun{name: inst.name, pod: "local", logs: map[string]string{stepBefore: before, stepAfter: after}}
-}
-
-func setOf(m map[string]string) map[string]bool {
-	out := map[string]bool{}
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 // startSidecar starts a sidecar's script and returns once its readinessProbe

@@ -5,8 +5,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -189,17 +191,8 @@ func (c *kase) loseRegistryDataWhen(producer string, tasks []*ptask, converted m
 			gone = append(gone, dir)
 		}
 		sort.Strings(gone)
-		return fmt.Sprintf("%s succeeded; deleted %s before any consumer (%s) started", producer, strings.Join(gone, " "), strings.Join(sortedKeys(cons), ","))
+		return fmt.Sprintf("%s succeeded; deleted %s before any consumer (%s) started", producer, strings.Join(gone, " "), strings.Join(slices.Sorted(maps.Keys(cons)), ","))
 	}
-}
-
-func sortedKeys(set map[string]bool) []string {
-	var out []string
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // pullMissingExit is the pull step's exit code for an artifact that a

@@ -11,8 +11,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -35,7 +37,7 @@ func (c *kase) releaseDeadLocks(uid string) {
 	if len(ended) == 0 {
 		return
 	}
-	for _, claim := range sortedKeys(c.claimsOf(uid)) {
+	for _, claim := range slices.Sorted(maps.Keys(c.claimsOf(uid))) {
 		dir := c.lockRoots[claim]
 		if dir == "" {
 			continue

@@ -40,10 +40,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -909,7 +911,7 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 
 	// the Task's labels and annotations on every TaskRun and pod, in both runs
 	for _, rr := range []*runResult{pvc, oci} {
-		for _, pt := range sortedMetaKeys(c.taskMeta) {
+		for _, pt := range slices.Sorted(maps.Keys(c.taskMeta)) {
 			for _, tr := range rr.taskRuns[pt] {
 				for _, miss := range missingMeta(c.taskMeta[pt], tr.meta) {
 					problem("%s run: TaskRun %s of %s: %s", rr.kind, tr.name, pt, miss)

@@ -67,12 +67,3 @@ func missingMeta(want, got objectMeta) []string {
 	sort.Strings(out)
 	return out
 }
-
-func sortedMetaKeys(m map[string]objectMeta) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -542,7 +544,7 @@ func TestPVCTwinKeepsTheDAG(t *testing.T) {
 	pspec := m(docs[0], "spec", "pipelineSpec")
 	tasks := pipelineTasks(pspec, nil)
 	whenFalse := map[string]bool{"publish": true} // detect's result is "no"
-	names := func(skip map[string]string) string { return strings.Join(sortedKeys(setOf(skip)), ",") }
+	names := func(skip map[string]string) string { return strings.Join(slices.Sorted(maps.Keys(skip)), ",") }
 
 	if got := names(tektonSkips(pspec, whenFalse)); got != "announce,publish" {
 		t.Fatalf("the user's pipeline skips %s", got)

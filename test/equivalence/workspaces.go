@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"maps"
 	"regexp"
+	"slices"
 )
 
 // The workspaces a task's pod gets are not only the ones its spec declares.
@@ -28,7 +30,7 @@ func usedWorkspaces(spec obj) []string {
 			set[mm[1]] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // propagatedBindings are the bindings Tekton adds to a PipelineTask with an

@@ -1,6 +1,7 @@
 package rawpatch
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -24,12 +25,12 @@ func diff(path string, from, to any, ops []jsonpatch.Operation) []jsonpatch.Oper
 		if !ok {
 			break
 		}
-		for _, k := range sortedKeys(f) {
+		for _, k := range slices.Sorted(maps.Keys(f)) {
 			if _, kept := t[k]; !kept {
 				ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+escape(k), nil))
 			}
 		}
-		for _, k := range sortedKeys(t) {
+		for _, k := range slices.Sorted(maps.Keys(t)) {
 			fv, had := f[k]
 			if !had {
 				ops = append(ops, jsonpatch.NewOperation("add", path+"/"+escape(k), t[k]))
@@ -72,15 +73,6 @@ func same(a, b any) bool {
 		return a == b
 	}
 	return false
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // escape encodes a key as a JSON pointer token (RFC 6901).
