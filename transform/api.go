@@ -12,6 +12,7 @@ import (
 	"maps"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -59,6 +60,11 @@ type Options struct {
 	// StepArgs are extra flags passed to every pull and push (limits,
 	// concurrency, docker config path...), before the per-step flags.
 	StepArgs []string
+	// StepResources are the computeResources of every pull and push step.
+	// A request or limit left out is not set: the Task's stepTemplate, else
+	// the namespace's LimitRange, decides it (docs/design.md, "Resources of
+	// the injected steps").
+	StepResources corev1.ResourceRequirements
 }
 
 // Source says where an inlined spec came from, as the resolver reported it.

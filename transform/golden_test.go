@@ -13,12 +13,15 @@ import (
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/transformtest"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden want.yaml and report.yaml files from the current output")
 
-// testOptions are the options every golden case is converted with.
+// testOptions are the options every golden case is converted with; the
+// steps' resources are the chart's defaults.
 func testOptions() transform.Options {
 	return transform.Options{
 		Registry:         "zot.tekton-oci-transport.svc:5000",
@@ -26,6 +29,10 @@ func testOptions() transform.Options {
 		PlainHTTP:        true,
 		StepImage:        "registry.local/tekton-oci-transport/step:test",
 		StepCommand:      []string{"/usr/local/bin/oci-transport-step"},
+		StepResources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+		},
 	}
 }
 

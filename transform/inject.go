@@ -25,6 +25,7 @@ func inject(pt *v1.PipelineTask, p *taskPlan, opts Options, pipelineParams map[s
 	in := &injection{spec: p.spec} // p.spec is already a copy owned by the plan
 	b := stepBuilder{opts: opts, isolated: hasIsolatedSteps(&in.spec)}
 	b.first, b.last = stepSecurity(&in.spec)
+	b.resources = stepResources(&in.spec, opts.StepResources)
 	b.repository = in.param(paramRepository, opts.repositoryParamValue(),
 		"the run's artifact repository path, without the workspace.")
 	views, err := in.bindViews(p)
@@ -71,6 +72,7 @@ type stepBuilder struct {
 	status      string // $(params.oci-transport-producer-status), finally tasks only
 	isolated    bool   // Tekton mounts workspaces only into steps that list them
 	first, last *corev1.SecurityContext
+	resources   corev1.ResourceRequirements
 }
 
 // pull is the first step for workspace ws: it applies, in order, the deltas
@@ -94,16 +96,18 @@ func (b stepBuilder) push(p *taskPlan, ws string, views []stepView) v1.Step {
 
 // step is an injected step: the step binary with args, and the state
 // volume where the pull step leaves its baseline for the push step. It runs
-// with the securityContext the task's own steps run with.
+// with the securityContext the task's own steps run with, and with the
+// installation's computeResources (stepResources).
 func (b stepBuilder) step(prefix, ws string, security *corev1.SecurityContext, views []stepView, args []string) v1.Step {
 	s := RepositoryComponent(ws)
 	step := v1.Step{
-		Name:            prefix + s,
-		Image:           b.opts.StepImage,
-		Command:         append([]string(nil), b.opts.StepCommand...),
-		Args:            append(args, "--state", statePath+"/"+s),
-		SecurityContext: security.DeepCopy(),
-		VolumeMounts:    []corev1.VolumeMount{{Name: stateVolume, MountPath: statePath}},
+		Name:             prefix + s,
+		Image:            b.opts.StepImage,
+		Command:          append([]string(nil), b.opts.StepCommand...),
+		Args:             append(args, "--state", statePath+"/"+s),
+		SecurityContext:  security.DeepCopy(),
+		ComputeResources: *b.resources.DeepCopy(),
+		VolumeMounts:     []corev1.VolumeMount{{Name: stateVolume, MountPath: statePath}},
 	}
 	if b.isolated {
 		step.Workspaces = workspaceUsages(views)

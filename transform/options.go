@@ -44,6 +44,7 @@ func (o Options) Validate() error {
 	if len(o.StepCommand) == 0 {
 		errs = append(errs, errors.New("step command is required"))
 	}
+	errs = append(errs, validateStepResources(o.StepResources)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("transform: invalid options: %w", err)
 	}
