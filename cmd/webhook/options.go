@@ -2,9 +2,12 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"strings"
 
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Defaults shared by `serve` and `convert`, so a file converted offline looks
@@ -36,7 +39,18 @@ func transformFlags(fs *flag.FlagSet) func() transform.Options {
 	command := fs.String("step-command", defaultStepCommand, "path of the step binary inside the step image")
 	var stepArgs stringList
 	fs.Var(&stepArgs, "step-arg", "extra flag passed to every injected pull and push step (repeatable), e.g. --step-arg=--concurrency=4")
+	var cpuRequest, memoryRequest, cpuLimit, memoryLimit quantity
+	const unset = "; empty sets none (the Task's stepTemplate, else the namespace's LimitRange, decides)"
+	fs.Var(&cpuRequest, "step-cpu-request", "CPU request of every injected pull and push step, a Kubernetes `quantity` such as 100m"+unset)
+	fs.Var(&memoryRequest, "step-memory-request", "memory request of every injected pull and push step, a `quantity` such as 64Mi"+unset)
+	fs.Var(&cpuLimit, "step-cpu-limit", "CPU limit of every injected pull and push step, a `quantity`"+unset)
+	fs.Var(&memoryLimit, "step-memory-limit", "memory limit of every injected pull and push step, a `quantity` such as 128Mi (the step sets GOMEMLIMIT to 3/4 of it)"+unset)
 	return func() transform.Options {
+		var res corev1.ResourceRequirements
+		cpuRequest.into(&res.Requests, corev1.ResourceCPU)
+		memoryRequest.into(&res.Requests, corev1.ResourceMemory)
+		cpuLimit.into(&res.Limits, corev1.ResourceCPU)
+		memoryLimit.into(&res.Limits, corev1.ResourceMemory)
 		return transform.Options{
 			Registry:         *registry,
 			RepositoryPrefix: *prefix,
@@ -44,6 +58,42 @@ func transformFlags(fs *flag.FlagSet) func() transform.Options {
 			StepImage:        *image,
 			StepCommand:      []string{*command},
 			StepArgs:         append([]string(nil), stepArgs...),
+			StepResources:    res,
 		}
 	}
+}
+
+// quantity is a resource quantity flag, parsed when the flags are (a
+// malformed one is a usage error at startup); empty leaves it unset.
+type quantity struct{ q *resource.Quantity }
+
+func (f *quantity) String() string {
+	if f == nil || f.q == nil {
+		return ""
+	}
+	return f.q.String()
+}
+
+func (f *quantity) Set(v string) error {
+	if v == "" {
+		f.q = nil
+		return nil
+	}
+	q, err := resource.ParseQuantity(v)
+	if err != nil {
+		return fmt.Errorf("not a Kubernetes quantity (e.g. 100m, 64Mi): %w", err)
+	}
+	f.q = &q
+	return nil
+}
+
+// into sets name in *list when the flag is set.
+func (f *quantity) into(list *corev1.ResourceList, name corev1.ResourceName) {
+	if f.q == nil {
+		return
+	}
+	if *list == nil {
+		*list = corev1.ResourceList{}
+	}
+	(*list)[name] = f.q.DeepCopy()
 }

@@ -93,7 +93,7 @@ func (f *serveFlags) validate() error {
 	var errs []error
 	o := f.options()
 	if err := o.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("--registry, --step-image, --step-command: %w", err))
+		errs = append(errs, fmt.Errorf("--registry, --step-*: %w", err))
 	}
 	if len(o.StepCommand) > 0 && o.StepCommand[0] == "" {
 		errs = append(errs, errors.New("--step-command must not be empty"))
