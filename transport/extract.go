@@ -38,6 +38,9 @@ type extractor struct {
 	mounts []*mount
 	roots  []*os.Root
 	asRoot bool
+	// groups are the step's own groups (effective and supplementary) when it
+	// is not root: owner.
+	groups map[int]bool
 	limits Limits
 
 	bytes   atomic.Int64
@@ -63,6 +66,14 @@ type dirMeta struct {
 
 func newExtractor(mounts []*mount, limits Limits) (*extractor, error) {
 	e := &extractor{asRoot: os.Geteuid() == 0, limits: limits, dirs: map[dirKey]dirMeta{}}
+	if !e.asRoot {
+		e.groups = map[int]bool{os.Getegid(): true}
+		if gs, err := os.Getgroups(); err == nil {
+			for _, g := range gs {
+				e.groups[g] = true
+			}
+		}
+	}
 	if e.limits.MaxBytes <= 0 {
 		e.limits.MaxBytes = DefaultMaxBytes
 	}
@@ -283,12 +294,29 @@ func (e *extractor) special(ls *layerState, mi int, h *tar.Header, p, local stri
 			return fmt.Errorf("chmod %s: %w", p, err)
 		}
 	}
-	if e.asRoot {
-		_ = unix.Fchownat(pfd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	if uid, gid, ok := e.owner(h.Uid, h.Gid); ok {
+		_ = unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
 	_ = unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 	return nil
+}
+
+// owner is the owner to give an entry recorded as uid:gid (-1: leave it
+// as created), and whether to change it at all. As root, the recorded one.
+// Otherwise the step can only do what chown(2) lets a file's owner do, as a
+// task's own step could have on the PVC: give it a group the step's user is
+// in. That matters under fsGroup: a file the pull creates inside a setgid
+// directory takes the directory's group, where on the PVC it had its
+// writer's (a directory made with `mkdir -m 0755` had lost setgid first).
+func (e *extractor) owner(uid, gid int) (int, int, bool) {
+	if e.asRoot {
+		return uid, gid, true
+	}
+	if e.groups[gid] {
+		return -1, gid, true
+	}
+	return -1, -1, false
 }
 
 // smallFile is the size up to which a file is read into memory once and

@@ -138,8 +138,10 @@ func (e *extractor) writeFile(pfd int, base string, root *os.Root, local, p stri
 	if err == nil && n != h.Size {
 		err = &corruptError{fmt.Errorf("%s: short file (%d of %d bytes)", p, n, h.Size)}
 	}
-	if err == nil && e.asRoot {
-		err = f.Chown(h.Uid, h.Gid)
+	if uid, gid, ok := e.owner(h.Uid, h.Gid); err == nil && ok {
+		if cerr := f.Chown(uid, gid); e.asRoot {
+			err = cerr
+		}
 	}
 	if err == nil {
 		err = f.Chmod(fileMode(h.Mode))
@@ -202,7 +204,7 @@ func (e *extractor) finish() error {
 		if err != nil || !fi.IsDir() {
 			continue
 		}
-		if err := applyDirMeta(root, name, meta, e.asRoot); err != nil {
+		if err := e.applyDirMeta(root, name, meta); err != nil {
 			// A mount root belongs to the kubelet: a non-root step may not
 			// change it. Every directory below it the pull made itself.
 			if k.local == "" && errors.Is(err, fs.ErrPermission) {
@@ -214,9 +216,10 @@ func (e *extractor) finish() error {
 	return nil
 }
 
-func applyDirMeta(root *os.Root, name string, meta dirMeta, asRoot bool) error {
-	if asRoot {
-		if err := root.Lchown(name, meta.uid, meta.gid); err != nil {
+func (e *extractor) applyDirMeta(root *os.Root, name string, meta dirMeta) error {
+	if uid, gid, ok := e.owner(meta.uid, meta.gid); ok {
+		// before the chmod: chown(2) clears setgid
+		if err := root.Lchown(name, uid, gid); err != nil && (e.asRoot || name == ".") {
 			return err
 		}
 	}
