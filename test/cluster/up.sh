@@ -99,21 +99,31 @@ fi
 bb=$(test/cluster/busybox.sh)
 BUSYBOX=${bb%% *}
 bbver=$(printf '%s' "${bb#* }" | tr -c 'a-zA-Z0-9.\n' '_')
-if [ ! -f "$IMGS/busybox-$bbver.tar" ]; then
-  b=$r/busybox; mkdir -p "$b"/{bin,tmp,etc,root,workspace}; chmod 1777 "$b/tmp"
+b=$r/busybox
+if [ ! -f "$IMGS/busybox-$bbver.tar" ] || [ ! -f "$IMGS/busybox-$bbver-nonroot.tar" ]; then
+  mkdir -p "$b"/{bin,tmp,etc,root,workspace}; chmod 1777 "$b/tmp"
   cp "$BUSYBOX" "$b/bin/busybox"
   for a in $("$BUSYBOX" --list); do [ "$a" = busybox ] || ln -s busybox "$b/bin/$a"; done
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$b/etc/passwd"
-  printf 'root:x:0:\nnobody:x:65534:\n' > "$b/etc/group"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\nnonroot:x:65532:65532:nonroot:/home/nonroot:/bin/false\n' > "$b/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' > "$b/etc/group"
+fi
+if [ ! -f "$IMGS/busybox-$bbver.tar" ]; then
   # busybox:1.37 is what the examples and the chart's test pod name.
   img "$IMGS/busybox-$bbver.tar" "$b" -tag local.test/busybox:1 -tag docker.io/library/busybox:1.37 -tag docker.io/library/busybox:latest -- /bin/sh
 fi
+# Tekton's shell image (place-scripts) is chainguard's busybox, which runs as
+# 65532 (nonroot): the same busybox, as that user, so that with
+# set-security-context (runAsNonRoot) it starts as it does on a real cluster.
+if [ ! -f "$IMGS/busybox-$bbver-nonroot.tar" ]; then
+  img "$IMGS/busybox-$bbver-nonroot.tar" "$b" -user 65532 -tag local.test/busybox-nonroot:1 -- /bin/sh
+fi
+# Tekton's images are ko's distroless "nonroot" images: they run as 65532.
 for c in controller webhook entrypoint nop workingdirinit sidecarlogresults; do
-  [ -f "$IMGS/tekton-$c-$TEKTON_VERSION.tar" ] && continue
+  [ -f "$IMGS/tekton-$c-$TEKTON_VERSION-nonroot.tar" ] && continue
   t=$r/tekton-$c; mkdir -p "$t"/{ko-app,tmp,etc/ssl/certs,var/run/ko}; chmod 1777 "$t/tmp"
   cp "$TEKTON_BIN/$c" "$t/ko-app/$c"
   cp /etc/ssl/certs/ca-certificates.crt "$t/etc/ssl/certs/" 2>/dev/null || true
-  img "$IMGS/tekton-$c-$TEKTON_VERSION.tar" "$t" -tag "local.test/tekton/$c:$TEKTON_VERSION" -- "/ko-app/$c"
+  img "$IMGS/tekton-$c-$TEKTON_VERSION-nonroot.tar" "$t" -user 65532 -tag "local.test/tekton/$c:$TEKTON_VERSION" -- "/ko-app/$c"
 done
 cdver=$(basename "$(dirname "$COREDNS")")
 if [ ! -f "$IMGS/$cdver.tar" ]; then
@@ -206,7 +216,7 @@ cat > "$D/cni/conf/10-bridge.conflist" <<EOF
 EOF
 start containerd containerd --config "$D/containerd/config.toml"
 wait_for "$CTR version" 30
-for t in "$IMGS"/pause-1.tar "$IMGS/busybox-$bbver.tar" "$IMGS"/tekton-*-"$TEKTON_VERSION".tar "$IMGS/$cdver.tar" "$IMGS/$regver.tar" "$D/webhook.tar" "$D/step.tar"; do
+for t in "$IMGS"/pause-1.tar "$IMGS/busybox-$bbver.tar" "$IMGS/busybox-$bbver-nonroot.tar" "$IMGS"/tekton-*-"$TEKTON_VERSION"-nonroot.tar "$IMGS/$cdver.tar" "$IMGS/$regver.tar" "$D/webhook.tar" "$D/step.tar"; do
   $CTR images import "$t" >/dev/null
 done
 ts "containerd up, images imported"
@@ -429,7 +439,12 @@ TEKTON_CONFIG=$(go mod download -json "github.com/tektoncd/pipeline@$TEKTON_VERS
   done
 } | sed -E \
   -e "s#ko://github.com/tektoncd/pipeline/cmd/([a-z]+)#local.test/tekton/\1:$TEKTON_VERSION#g" \
-  -e "s#cgr.dev/chainguard/busybox@sha256:[0-9a-f]+#local.test/busybox:1#g" > "$D/tekton.yaml"
+  -e "s#cgr.dev/chainguard/busybox@sha256:[0-9a-f]+#local.test/busybox-nonroot:1#g" \
+  -e 's#^(  set-security-context): "false"#\1: "true"#' > "$D/tekton.yaml"
+# set-security-context: Tekton's own containers (init containers, the
+# affinity assistant) run restricted-compliant, as a cluster that enforces Pod
+# Security "restricted" needs (the corpus has such a namespace).
+grep -q '^  set-security-context: "true"' "$D/tekton.yaml" || { echo "up.sh: cannot turn on Tekton's set-security-context" >&2; exit 1; }
 kc apply --server-side -f "$D/tekton.yaml" >/dev/null
 kc -n kube-system rollout status deploy/coredns --timeout=120s >/dev/null
 ts "CoreDNS ready"
