@@ -58,7 +58,12 @@ func runLocally(t *testing.T, file, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := docs[0]
+	var run obj
+	for _, d := range docs {
+		if s(d, "kind") == "PipelineRun" {
+			run = d
+		}
+	}
 	pspec := m(run, "spec", "pipelineSpec")
 	specs := map[string]obj{}
 	ptasks := map[string]obj{}

@@ -19,8 +19,9 @@ import (
 )
 
 // releaseDeadLocks frees every lock of the PVC run (uid) held by a TaskRun
-// that has ended. The test bed's claims are hostPath volumes on this
-// machine (test/cluster/up.sh), as the registry's are for faults.go.
+// that has ended. The test bed's claims are hostPath (or local, storage.go)
+// volumes on this machine (test/cluster/up.sh), as the registry's are for
+// faults.go.
 func (c *kase) releaseDeadLocks(uid string) {
 	var trs struct{ Items []obj }
 	if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun=pvc"); err != nil {
@@ -87,7 +88,7 @@ func (c *kase) claimsOf(uid string) map[string]bool {
 		if _, known := c.lockRoots[name]; known {
 			continue
 		}
-		hp, err := kc(nil, "get", "pv", vol, "-o", "jsonpath={.spec.hostPath.path}")
+		hp, err := kc(nil, "get", "pv", vol, "-o", "jsonpath={.spec.hostPath.path}{.spec.local.path}")
 		dir := strings.TrimSpace(string(hp))
 		if err == nil && dir != "" {
 			if _, err := os.Stat(dir); err != nil {

@@ -258,13 +258,19 @@ done
 	for _, w := range workspaces {
 		fmt.Fprintf(&b, "echo 'EQ-VIEW %s'\n", w)
 		fmt.Fprintf(&b, "cd \"$(workspaces.%s.path)\"\n", w)
-		fmt.Fprintf(&b, `find . -mindepth 1 -path ./%[2]s -prune -o -print | sort | while IFS= read -r p; do
+		// An observer runs as the step next to it does (observeWorkspaces):
+		// what that user cannot read is printed as such ("noread"), the same
+		// in both runs; find's only tolerated complaint is about those.
+		fmt.Fprintf(&b, `find . -mindepth 1 -path ./%[2]s -prune -o -print 2>/dev/null | sort | while IFS= read -r p; do
   o=$(stat -c %%u:%%g "$p"); md=$(stat -c %%a "$p")
   if [ -L "$p" ]; then echo "EQ|%[1]s|$p|symlink|777|$o|0|-|$(readlink "$p")"
-  elif [ -d "$p" ]; then echo "EQ|%[1]s|$p|dir|$md|$o|0|-|"
-  elif [ -f "$p" ]; then echo "EQ|%[1]s|$p|file|$md|$o|$(stat -c %%s "$p")|$(sha256sum < "$p" | cut -d' ' -f1)|"
+  elif [ -d "$p" ]; then if [ -r "$p" ] && [ -x "$p" ]; then r=-; else r=noread; fi; echo "EQ|%[1]s|$p|dir|$md|$o|0|$r|"
+  elif [ -f "$p" ]; then if [ -r "$p" ]; then r=$(sha256sum < "$p" | cut -d' ' -f1); else r=noread; fi; echo "EQ|%[1]s|$p|file|$md|$o|$(stat -c %%s "$p")|$r|"
   else echo "EQ|%[1]s|$p|other|$md|$o|0|-|"; fi
 done
+if eq_err=$(find . -mindepth 1 -path ./%[2]s -prune -o -print 2>&1 >/dev/null); then :; fi
+eq_bad=$(printf '%%s\n' "$eq_err" | grep -v ': Permission denied$' | grep . || true)
+if [ -n "$eq_bad" ]; then echo "$eq_bad" >&2; exit 1; fi
 `, w, lockDir)
 	}
 	if name == stepAfter {
@@ -310,8 +316,96 @@ func observeWorkspaces(spec obj, ws []string) {
 		decl = append(decl, obj{"name": lockWorkspace(w), "optional": true})
 	}
 	spec["workspaces"] = decl
-	steps := append([]any{observer(stepBefore, ws)}, list(spec, "steps")...)
-	spec["steps"] = append(steps, observer(stepAfter, ws))
+	user := list(spec, "steps")
+	before, after := observer(stepBefore, ws), observer(stepAfter, ws)
+	steps := []any{before}
+	steps = append(steps, user...)
+	steps = append(steps, after)
+	if len(user) > 0 {
+		first, last := user[0].(obj), user[len(user)-1].(obj)
+		strongest := mostPrivileged(user, m(spec, "stepTemplate"))
+		runAs(before, strongest)
+		runAs(after, strongest)
+		if !sameContext(strongest, first) {
+			steps = append([]any{standIn(stepHead, first)}, steps...)
+		}
+		if !sameContext(strongest, last) {
+			steps = append(steps, standIn(stepTail, last))
+		}
+	}
+	spec["steps"] = steps
+}
+
+// The observers read the views as the task's most privileged step runs (a
+// view is complete when a task's steps run as several users: root made a
+// 0700 directory, a non-root step built next to it). The webhook chooses
+// the injected steps' user from the task's first and last steps and from
+// whether any step runs as root (design.md, "Users and groups"), so when
+// the observers' user is not the first or last step's, a stand-in step with
+// that step's securityContext comes first or last: the first and last
+// steps, and the set of contexts the steps run with, are the user's, and the
+// webhook decides as it would without the harness. (Root observers used to
+// decide for it: on the test bed the injected steps ran as root whatever
+// the task.) Under Pod Security "restricted" every step runs as one user, no
+// stand-in is needed, and the observers pass admission as the steps do.
+const (
+	stepHead = "eq-first-step-user"
+	stepTail = "eq-last-step-user"
+)
+
+// mostPrivileged is the first step that runs as root (runAsUser 0, its own
+// or the stepTemplate's), else the first whose user is the image's (no
+// runAsUser: the observer image's is root), else the last step.
+func mostPrivileged(steps []any, stepTemplate obj) obj {
+	uid := func(st obj) (int64, bool) {
+		for _, sc := range []obj{m(st, "securityContext"), m(stepTemplate, "securityContext")} {
+			if v, ok := sc["runAsUser"].(float64); ok {
+				return int64(v), true
+			}
+		}
+		return 0, false
+	}
+	var unset obj
+	for _, st := range steps {
+		u, set := uid(st.(obj))
+		if set && u == 0 {
+			return st.(obj)
+		}
+		if !set && unset == nil {
+			unset = st.(obj)
+		}
+	}
+	if unset != nil {
+		return unset
+	}
+	return steps[len(steps)-1].(obj)
+}
+
+func sameContext(a, b obj) bool {
+	x, _ := json.Marshal(a["securityContext"])
+	y, _ := json.Marshal(b["securityContext"])
+	return bytes.Equal(x, y)
+}
+
+// standIn is a step that does nothing, as the user's step does.
+func standIn(name string, as obj) obj {
+	st := obj{"name": name, "image": observerImage, "script": "#!/bin/sh\ntrue\n"}
+	runAs(st, as)
+	return st
+}
+
+// runAs gives a harness step the securityContext of a user's step (none
+// when the step has none: the Task's stepTemplate then applies to both
+// alike).
+func runAs(o, step obj) {
+	sc, ok := step["securityContext"].(obj)
+	if !ok {
+		return
+	}
+	b, _ := json.Marshal(sc)
+	var cp obj
+	_ = json.Unmarshal(b, &cp)
+	o["securityContext"] = cp
 }
 
 // lockBindings binds, in the PVC run's twin of a pipeline spec, each task's
@@ -475,8 +569,11 @@ func (c *kase) run(paths []string) (int, error) {
 	pipelines := map[string]obj{}
 	taskDocs := map[string]obj{}
 	var others []obj
+	var nsMeta obj // a Namespace in the files: its labels and annotations go on the case's namespace
 	for _, d := range docs {
 		switch s(d, "kind") {
+		case "Namespace":
+			nsMeta = m(d, "metadata")
 		case "PipelineRun":
 			if run != nil {
 				return 0, errors.New("more than one PipelineRun")
@@ -549,6 +646,20 @@ func (c *kase) run(paths []string) (int, error) {
 	}
 	if !c.keep {
 		defer func() { _, _ = kc(nil, "delete", "namespace", c.ns, "--wait=false") }()
+		defer c.dropLocalVolumes()
+	}
+	for _, k := range []string{"labels", "annotations"} {
+		kv, _ := nsMeta[k].(obj)
+		if len(kv) == 0 {
+			continue
+		}
+		args := []string{strings.TrimSuffix(k, "s"), "namespace", c.ns, "--overwrite"}
+		for _, key := range slices.Sorted(maps.Keys(kv)) {
+			args = append(args, fmt.Sprintf("%s=%v", key, kv[key]))
+		}
+		if _, err := kc(nil, args...); err != nil {
+			return 0, err
+		}
 	}
 	for _, o := range others {
 		m(o, "metadata")["namespace"] = c.ns
@@ -571,6 +682,9 @@ func (c *kase) run(paths []string) (int, error) {
 		}
 		if kind == "pvc" {
 			labels[labelKey] = "false"
+			if err := c.localClaims(r); err != nil {
+				return 0, err
+			}
 			if ps := m(r, "spec", "pipelineSpec"); ps != nil {
 				m(r, "spec")["pipelineSpec"] = twin(ps)
 			} else {
