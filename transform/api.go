@@ -65,7 +65,27 @@ type Options struct {
 	// the namespace's LimitRange, decides it (docs/design.md, "Resources of
 	// the injected steps").
 	StepResources corev1.ResourceRequirements
+	// ResultsBudget is what to do with a run in which a task that returns
+	// results gets a smaller termination-message share from the injected
+	// steps (docs/design.md, "Results and the termination-message budget"):
+	// ResultsBudgetWarn (""; the default) converts it with a warning,
+	// ResultsBudgetUnchanged leaves it unchanged.
+	ResultsBudget string
+	// RegistryTokenAudience, when set, gives every converted task a
+	// projected ServiceAccount token for this audience, mounted into the
+	// injected steps only, which trade it at the registry's token service
+	// for access to their namespace's repositories (docs/security.md).
+	RegistryTokenAudience string
+	// RegistryTokenExpirySeconds is that token's lifetime (0: the default,
+	// DefaultRegistryTokenExpirySeconds; at least 600).
+	RegistryTokenExpirySeconds int64
 }
+
+// The ResultsBudget policies.
+const (
+	ResultsBudgetWarn      = "warn"
+	ResultsBudgetUnchanged = "unchanged"
+)
 
 // Source says where an inlined spec came from, as the resolver reported it.
 type Source struct {
@@ -160,6 +180,9 @@ const (
 	// ReasonParamScope: a Task param cannot keep the value it has through
 	// the reference once the Task is inlined.
 	ReasonParamScope Reason = "ParamScopeNotPreserved"
+	// ReasonResultsBudget: a task that returns results would get a smaller
+	// termination-message share, and ResultsBudget is "unchanged".
+	ReasonResultsBudget Reason = "ResultsBudgetReduced"
 )
 
 // TaskReport says what the conversion did to one PipelineTask.

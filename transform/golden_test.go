@@ -20,8 +20,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden want.yaml and report.yaml files from the current output")
 
-// testOptions are the options every golden case is converted with; the
-// steps' resources are the chart's defaults.
+// testOptions are the options every golden case is converted with: the
+// chart's defaults (the steps' resources, a registry token for the token
+// service's audience).
 func testOptions() transform.Options {
 	return transform.Options{
 		Registry:         "zot.tekton-oci-transport.svc:5000",
@@ -33,6 +34,7 @@ func testOptions() transform.Options {
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 		},
+		RegistryTokenAudience: "oci-transport.tekton.dev/registry",
 	}
 }
 

@@ -47,12 +47,18 @@ func inject(pt *v1.PipelineTask, p *taskPlan, opts Options, pipelineParams map[s
 	spec := in.spec
 	spec.Steps = append(append(pulls, spec.Steps...), pushes...)
 	if w := resultsBudgetWarning(p.name, &spec, len(pulls)+len(pushes)); w != "" {
+		if opts.ResultsBudget == ResultsBudgetUnchanged {
+			return refuse(ReasonResultsBudget, "%s; the installation leaves such runs unchanged (--results-budget=unchanged)", w)
+		}
 		p.warnings = append(p.warnings, w)
 	}
 	spec.Volumes = append(spec.Volumes, corev1.Volume{
 		Name:         stateVolume,
 		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 	})
+	if opts.RegistryTokenAudience != "" {
+		spec.Volumes = append(spec.Volumes, opts.tokenVolumeFor())
+	}
 	spec.Workspaces = p.spec.Workspaces // makeWritable edited the plan's declarations
 
 	pt.Params = append(append(pt.Params, scoped...), in.ptParams...)
@@ -108,6 +114,9 @@ func (b stepBuilder) step(prefix, ws string, security *corev1.SecurityContext, v
 		SecurityContext:  security.DeepCopy(),
 		ComputeResources: *b.resources.DeepCopy(),
 		VolumeMounts:     []corev1.VolumeMount{{Name: stateVolume, MountPath: statePath}},
+	}
+	if b.opts.RegistryTokenAudience != "" {
+		step.VolumeMounts = append(step.VolumeMounts, corev1.VolumeMount{Name: tokenVolume, MountPath: tokenPath, ReadOnly: true})
 	}
 	if b.isolated {
 		step.Workspaces = workspaceUsages(views)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 const (
@@ -22,6 +24,13 @@ const (
 	// stateVolume holds the baseline the pull step records for the push step.
 	stateVolume = ReservedPrefix + "state"
 	statePath   = "/oci-transport/state"
+
+	// tokenVolume is the projected ServiceAccount token the injected steps,
+	// and only they, present to the registry's token service
+	// (Options.RegistryTokenAudience).
+	tokenVolume = ReservedPrefix + "registry-token"
+	tokenPath   = "/oci-transport/registry-token"
+	tokenFile   = "token"
 
 	pullStepPrefix = ReservedPrefix + "pull-"
 	pushStepPrefix = ReservedPrefix + "push-"
@@ -45,6 +54,14 @@ func (o Options) Validate() error {
 		errs = append(errs, errors.New("step command is required"))
 	}
 	errs = append(errs, validateStepResources(o.StepResources)...)
+	if o.RegistryTokenAudience != "" && o.RegistryTokenExpirySeconds != 0 && o.RegistryTokenExpirySeconds < 600 {
+		errs = append(errs, fmt.Errorf("registry token expiry %ds is below the 600s Kubernetes accepts for a projected ServiceAccount token", o.RegistryTokenExpirySeconds))
+	}
+	switch o.ResultsBudget {
+	case "", ResultsBudgetWarn, ResultsBudgetUnchanged:
+	default:
+		errs = append(errs, fmt.Errorf("results budget policy %q must be %q or %q", o.ResultsBudget, ResultsBudgetWarn, ResultsBudgetUnchanged))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("transform: invalid options: %w", err)
 	}
@@ -80,5 +97,28 @@ func (o Options) commonArgs(verb string) []string {
 	if o.PlainHTTP {
 		args = append(args, "--plain-http")
 	}
+	if o.RegistryTokenAudience != "" {
+		args = append(args, "--registry-token-file", tokenPath+"/"+tokenFile)
+	}
 	return append(args, o.StepArgs...)
+}
+
+// DefaultRegistryTokenExpirySeconds is the lifetime of the steps' projected
+// ServiceAccount token: the shortest Kubernetes accepts (the kubelet renews
+// it at 80%, and the step re-reads the file for every registry token).
+const DefaultRegistryTokenExpirySeconds = 600
+
+// tokenVolumeFor is the pod volume of the steps' registry identity: a
+// ServiceAccount token of the TaskRun's ServiceAccount for the token
+// service's audience, bound to the pod, short-lived.
+func (o Options) tokenVolumeFor() corev1.Volume {
+	exp := o.RegistryTokenExpirySeconds
+	if exp == 0 {
+		exp = DefaultRegistryTokenExpirySeconds
+	}
+	return corev1.Volume{Name: tokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+			Audience: o.RegistryTokenAudience, ExpirationSeconds: &exp, Path: tokenFile,
+		}}},
+	}}}
 }

@@ -46,3 +46,53 @@ func TestResultsBudgetWarning(t *testing.T) {
 		})
 	}
 }
+
+// With ResultsBudget "unchanged", a run in which a task that returns
+// results loses termination-message share is left as it is; tasks without
+// results, or whose share stays, do not hold the run back.
+func TestResultsBudgetPolicy(t *testing.T) {
+	build := func(results bool, steps int) *v1.PipelineRun {
+		run := runBinding("source")
+		for i := range run.Spec.PipelineSpec.Tasks {
+			ts := &run.Spec.PipelineSpec.Tasks[i].TaskSpec.TaskSpec
+			for len(ts.Steps) < steps {
+				ts.Steps = append(ts.Steps, v1.Step{Name: "more" + string(rune('a'+len(ts.Steps))), Image: "busybox", Script: "true"})
+			}
+			if results && i == 1 { // test: it pulls
+				ts.Results = []v1.TaskResult{{Name: "digest"}}
+			}
+		}
+		return run
+	}
+	strict := testOpts()
+	strict.ResultsBudget = ResultsBudgetUnchanged
+	for _, c := range []struct {
+		name string
+		run  *v1.PipelineRun
+		opts Options
+		want Outcome
+	}{
+		{"warn (default): converted with a warning", build(true, 4), testOpts(), Converted},
+		{"unchanged: left as it is", build(true, 4), strict, Unchanged},
+		{"unchanged, no results: converted", build(false, 4), strict, Converted},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, report, err := PipelineRun(c.run, Resolved{}, c.opts)
+			require.NoError(t, err)
+			require.Equal(t, c.want, report.Outcome, report.Message)
+			if c.want == Unchanged {
+				require.Equal(t, ReasonResultsBudget, report.Reason)
+				require.Contains(t, report.Message, "--results-budget=unchanged")
+				require.Equal(t, c.run, out, "unchanged means unchanged")
+				return
+			}
+			if c.run.Spec.PipelineSpec.Tasks[1].TaskSpec.Results != nil {
+				require.NotEmpty(t, report.Warnings)
+			}
+		})
+	}
+	bad := testOpts()
+	bad.ResultsBudget = "strict"
+	_, _, err := PipelineRun(build(true, 4), Resolved{}, bad)
+	require.ErrorContains(t, err, `results budget policy "strict"`)
+}
