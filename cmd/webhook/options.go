@@ -3,8 +3,11 @@ package main
 import (
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strings"
 
+	"github.com/go-logr/logr"
+	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -96,4 +99,31 @@ func (f *quantity) into(list *corev1.ResourceList, name corev1.ResourceName) {
 		*list = corev1.ResourceList{}
 	}
 	(*list)[name] = f.q.DeepCopy()
+}
+
+// tokenServiceFlags registers the flags of the registry token service
+// (registryauth) and returns whether it is enabled and a function that
+// builds its options once the flag set is parsed, from the namespace, the
+// repository prefix and the serving certificate the webhook has anyway.
+func tokenServiceFlags(fs *flag.FlagSet) (enabled func() bool, options func(namespace, prefix, certDir, certName, keyName string, log logr.Logger) registryauth.Options) {
+	addr := fs.String("token-service-address", "0", "address of the registry token service, e.g. :9444 (0 disables): the injected steps trade their ServiceAccount token there for a registry token limited to their namespace's repositories")
+	tlsOn := fs.Bool("token-service-tls", false, "serve the token service over HTTPS with the webhook's certificate (--cert-dir); default plain HTTP, like the in-cluster registry")
+	audience := fs.String("token-audience", registryauth.DefaultAudience, "audience of the steps' projected ServiceAccount tokens; the token service accepts no other")
+	issuer := fs.String("token-issuer", registryauth.DefaultIssuer, "iss of the registry tokens (Distribution's auth.token.issuer)")
+	service := fs.String("token-registry-service", registryauth.DefaultService, "aud of the registry tokens: the service the registries name in their challenge (zot http.auth.bearer.service, Distribution auth.token.service)")
+	ttl := fs.Duration("token-ttl", registryauth.DefaultTTL, "lifetime of a registry token")
+	secret := fs.String("token-signing-secret", registryauth.DefaultSecretName, "Secret in --namespace holding the signing key and the bundle the registries trust (bundle.pem); created when missing")
+	enabled = func() bool { return *addr != "0" && *addr != "" }
+	options = func(namespace, prefix, certDir, certName, keyName string, log logr.Logger) registryauth.Options {
+		o := registryauth.Options{
+			Addr: *addr, Namespace: namespace, SecretName: *secret,
+			Issuer: *issuer, Service: *service, Audience: *audience,
+			RepositoryPrefix: prefix, TTL: *ttl, Log: log,
+		}
+		if *tlsOn {
+			o.CertFile, o.KeyFile = filepath.Join(certDir, certName), filepath.Join(certDir, keyName)
+		}
+		return o
+	}
+	return enabled, options
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/selfcert"
@@ -40,6 +41,10 @@ type serveFlags struct {
 
 	// options reads the transform flags shared with convert (options.go).
 	options func() transform.Options
+	// tokenService and tokenOptions read the registry token service's
+	// flags (options.go).
+	tokenService func() bool
+	tokenOptions func(namespace, prefix, certDir, certName, keyName string, log logr.Logger) registryauth.Options
 
 	labelKey                   string
 	resolutionTimeout          time.Duration
@@ -67,6 +72,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.webhookConfiguration, "webhook-configuration", registration.DefaultName, "name of our MutatingWebhookConfiguration (the only one self-managed mode touches)")
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(admissionregistrationv1.Ignore), "failurePolicy of the printed configuration: Ignore or Fail")
 	f.options = transformFlags(fs)
+	f.tokenService, f.tokenOptions = tokenServiceFlags(fs)
 	fs.StringVar(&f.labelKey, "label-key", transform.EnabledLabel, `label that opts a run or namespace in ("true"; "false" on a run opts out)`)
 	fs.DurationVar(&f.resolutionTimeout, "resolution-timeout", 8*time.Second, "deadline for resolving a run's references; the webhook timeout is this plus "+registration.TimeoutMargin.String())
 	fs.BoolVar(&f.strict, "strict", false, "deny a run that opted in but cannot be converted, instead of admitting it unchanged with a warning")
@@ -114,6 +120,11 @@ func (f *serveFlags) validate() error {
 	case admissionregistrationv1.Ignore, admissionregistrationv1.Fail:
 	default:
 		errs = append(errs, fmt.Errorf("--failure-policy must be Ignore or Fail, not %q", f.failurePolicy))
+	}
+	if f.tokenService() {
+		if err := f.tokenOptions(f.namespace, o.RepositoryPrefix, f.certDir, f.certName, f.keyName, logr.Discard()).Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -169,11 +180,37 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The registry token service runs beside the webhook; either stopping
+	// on an error stops both.
+	var tokenDone chan error
+	if f.tokenService() {
+		tl := log.WithName("token-service")
+		to := f.tokenOptions(f.namespace, cfg.Options.RepositoryPrefix, f.certDir, f.certName, f.keyName, tl)
+		svc, err := registryauth.New(rc, to)
+		if err != nil {
+			log.Error(err, "token service")
+			return 1
+		}
+		tokenDone = make(chan error, 1)
+		go func() {
+			err := svc.ListenAndServe(ctx, to.Addr)
+			if err != nil {
+				tl.Error(err, "token service stopped")
+			}
+			tokenDone <- err
+			stop()
+		}()
+	}
+	code := 0
 	if err := server.Run(ctx, cfg); err != nil {
 		log.Error(err, "webhook server stopped")
-		return 1
+		code = 1
 	}
-	return 0
+	stop()
+	if tokenDone != nil && <-tokenDone != nil {
+		code = 1
+	}
+	return code
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
