@@ -39,6 +39,11 @@ type Options struct {
 	// RetryBaseDelay is the first backoff delay (doubles each attempt, capped at 8s).
 	RetryBaseDelay time.Duration
 	Log            *slog.Logger
+	// TokenFile is a ServiceAccount token file (projected with the token
+	// service's audience) sent as the Basic password to the realm the
+	// registry names, re-read on every token request since the kubelet
+	// rotates it. For Registry it replaces DockerConfig; "" = none.
+	TokenFile string
 }
 
 func (o *Options) setDefaults() error {
@@ -140,6 +145,12 @@ func newClient(o *Options) (*client, error) {
 		}
 		ac.Credential = credentials.Credential(store)
 	}
+	if o.TokenFile != "" {
+		if _, err := readTokenFile(o.TokenFile); err != nil {
+			return nil, usagef("%v", err)
+		}
+		ac.Credential = tokenFileCredential(o.Registry, o.TokenFile, ac.Credential)
+	}
 	repo.Client = ac
 	return &client{opts: o, repo: repo}, nil
 }
@@ -193,6 +204,7 @@ func (c *client) withRetry(ctx context.Context, what string, fn func() error) er
 	for attempt := 0; ; attempt++ {
 		err := fn()
 		if err == nil || !retryable(err) || attempt >= c.opts.Retries {
+			err = c.explainRefusal(err)
 			if err != nil && attempt > 0 {
 				err = fmt.Errorf("%s (after %d attempts): %w", what, attempt+1, err)
 			} else if err != nil {

@@ -10,6 +10,7 @@
 //
 // Common flags: --registry HOST[:PORT], --plain-http, --ca-file FILE,
 // --docker-config FILE (default $DOCKER_CONFIG/config.json, else $HOME/.docker/config.json, if present),
+// --registry-token-file FILE (a projected ServiceAccount token for the registry's token service),
 // --concurrency N, --retries N, --compression gzip|zstd|none,
 // --layer-size BYTES, --max-bytes BYTES, --max-entries N. Sizes accept
 // K, M, G (powers of 1000) and Ki, Mi, Gi suffixes.
@@ -83,6 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.BoolVar(&o.PlainHTTP, "plain-http", false, "use HTTP instead of HTTPS")
 	fs.StringVar(&o.CAFile, "ca-file", "", "PEM CA bundle to trust in addition to the system roots")
 	fs.StringVar(&o.DockerConfig, "docker-config", transport.DefaultDockerConfig(), "docker config.json with registry credentials")
+	fs.StringVar(&o.TokenFile, "registry-token-file", "", "ServiceAccount token file (projected for the token service's audience), sent as the password to the registry's token realm and re-read on each token request; replaces --docker-config for --registry")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "layers transferred in parallel")
 	fs.IntVar(&o.Retries, "retries", 6, "retries per request (exponential backoff)")
 	fs.StringVar(&o.Repository, "repository", "", "repository path without host")
