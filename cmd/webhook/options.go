@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -48,6 +49,9 @@ func transformFlags(fs *flag.FlagSet) func() transform.Options {
 	fs.Var(&memoryRequest, "step-memory-request", "memory request of every injected pull and push step, a `quantity` such as 64Mi"+unset)
 	fs.Var(&cpuLimit, "step-cpu-limit", "CPU limit of every injected pull and push step, a `quantity`"+unset)
 	fs.Var(&memoryLimit, "step-memory-limit", "memory limit of every injected pull and push step, a `quantity` such as 128Mi (the step sets GOMEMLIMIT to 3/4 of it)"+unset)
+	budget := choice{value: transform.ResultsBudgetWarn, allowed: []string{transform.ResultsBudgetWarn, transform.ResultsBudgetUnchanged}}
+	fs.Var(&budget, "results-budget", "a run in which a task that returns results gets a smaller termination-message share from the injected steps: `warn` converts it with an admission warning, unchanged leaves it unchanged (reason ResultsBudgetReduced)")
+	audience := fs.String("registry-token-audience", "", "audience of a projected ServiceAccount token mounted into the injected steps only (--registry-token-file), which they trade at the registry's token service for access to their namespace's repositories; empty mounts none. serve sets it from --token-audience when it runs the token service; give it to convert to see what such a webhook does (the chart's default: "+registryauth.DefaultAudience+")")
 	return func() transform.Options {
 		var res corev1.ResourceRequirements
 		cpuRequest.into(&res.Requests, corev1.ResourceCPU)
@@ -62,8 +66,33 @@ func transformFlags(fs *flag.FlagSet) func() transform.Options {
 			StepCommand:      []string{*command},
 			StepArgs:         append([]string(nil), stepArgs...),
 			StepResources:    res,
+			ResultsBudget:    budget.value,
+
+			RegistryTokenAudience: *audience,
 		}
 	}
+}
+
+// choice is a flag that takes one of a fixed set of values: anything else is
+// a usage error when the flags are parsed, before a server starts.
+type choice struct {
+	value   string
+	allowed []string
+}
+
+func (c *choice) String() string {
+	if c == nil {
+		return ""
+	}
+	return c.value
+}
+
+func (c *choice) Set(v string) error {
+	if !slices.Contains(c.allowed, v) {
+		return fmt.Errorf("must be one of %s", strings.Join(c.allowed, ", "))
+	}
+	c.value = v
+	return nil
 }
 
 // quantity is a resource quantity flag, parsed when the flags are (a

@@ -95,11 +95,35 @@ func (f *serveFlags) registration() registration.Values {
 	}
 }
 
+// transformOptions are the rewrite's options: the flags shared with
+// convert, and while the token service runs, a ServiceAccount token for its
+// audience in the injected steps (--token-audience, so the chart sets the
+// audience once; --registry-token-audience may only repeat it).
+func (f *serveFlags) transformOptions() (transform.Options, error) {
+	o := f.options()
+	if !f.tokenService() {
+		return o, nil
+	}
+	audience := f.tokenOptions(f.namespace, o.RepositoryPrefix, f.certDir, f.certName, f.keyName, logr.Discard()).Audience
+	switch o.RegistryTokenAudience {
+	case "":
+		o.RegistryTokenAudience = audience
+	case audience:
+	default:
+		return o, fmt.Errorf("--registry-token-audience %q differs from --token-audience %q: the token service would refuse the steps' tokens (leave --registry-token-audience unset: it follows --token-audience)",
+			o.RegistryTokenAudience, audience)
+	}
+	return o, nil
+}
+
 func (f *serveFlags) validate() error {
 	var errs []error
-	o := f.options()
+	o, err := f.transformOptions()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if err := o.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("--registry, --step-*: %w", err))
+		errs = append(errs, fmt.Errorf("--registry, --step-*, --results-budget, --registry-token-audience: %w", err))
 	}
 	if len(o.StepCommand) > 0 && o.StepCommand[0] == "" {
 		errs = append(errs, errors.New("--step-command must not be empty"))
@@ -162,11 +186,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		log.Error(err, "no Kubernetes configuration")
 		return 1
 	}
+	opts, _ := f.transformOptions() // validated above
 	cfg := server.Config{
 		Rest: rc, Host: f.host, Port: f.port,
 		CertDir: f.certDir, CertName: f.certName, KeyName: f.keyName,
 		MetricsAddr: f.metricsAddr, HealthAddr: f.healthAddr,
-		LabelKey: f.labelKey, Strict: f.strict, Options: f.options(),
+		LabelKey: f.labelKey, Strict: f.strict, Options: opts,
 		ResolutionTimeout:          f.resolutionTimeout,
 		IgnoreVerificationPolicies: f.ignoreVerificationPolicies,
 		Log:                        log,

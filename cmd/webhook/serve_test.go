@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
@@ -39,6 +43,10 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{"--step-image="},
 		{"--step-command="},
 		{"typo"}, // positional arguments are no flags
+		{"--results-budget=strict"},
+		{"--token-service-address=:9444", "--namespace=tot", "--token-ttl=2h"},
+		{"--token-service-address=:9444", "--namespace="}, // where its Secret lives
+		{"--token-service-address=:9444", "--namespace=tot", "--token-audience="},
 	} {
 		var out, errOut bytes.Buffer
 		require.Equal(t, 2, serve(args, &out, &errOut), strings.Join(args, " "))
@@ -54,4 +62,90 @@ func TestUnknownSubcommandIsAUsageError(t *testing.T) {
 	out.Reset()
 	require.Equal(t, 0, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
 	require.Equal(t, version+"\n", out.String())
+}
+
+// serveOptions parses serve's flags and returns the rewrite's options as
+// serve would run with them.
+func serveOptions(t *testing.T, args ...string) (transform.Options, error) {
+	t.Helper()
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f.register(fs)
+	require.NoError(t, fs.Parse(args))
+	return f.transformOptions()
+}
+
+// While serve runs the token service, the injected steps get a token for
+// its audience (--token-audience: the chart sets it once); without it, for
+// --registry-token-audience only, which convert shares.
+func TestServeRegistryTokenAudience(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"--token-service-address=0", "--token-audience=ignored"}, ""},
+		{[]string{"--token-service-address=:9444"}, registryauth.DefaultAudience},
+		{[]string{"--token-service-address=:9444", "--token-audience=example.com/registry"}, "example.com/registry"},
+		{[]string{"--token-service-address=:9444", "--token-audience=example.com/registry", "--registry-token-audience=example.com/registry"}, "example.com/registry"},
+		// a token service run elsewhere
+		{[]string{"--registry-token-audience=example.com/registry"}, "example.com/registry"},
+	} {
+		o, err := serveOptions(t, tc.args...)
+		require.NoError(t, err, tc.args)
+		require.Equal(t, tc.want, o.RegistryTokenAudience, tc.args)
+	}
+
+	// A second audience the token service would refuse: a usage error.
+	args := []string{"--token-service-address=:9444", "--namespace=tot", "--token-audience=a.example/registry", "--registry-token-audience=b.example/registry"}
+	_, err := serveOptions(t, args...)
+	require.ErrorContains(t, err, `--registry-token-audience "b.example/registry" differs from --token-audience "a.example/registry"`)
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, serve(args, &out, &errOut))
+	require.Contains(t, errOut.String(), "would refuse the steps' tokens")
+}
+
+// `convert --registry-token-audience` gives the options of a webhook that
+// runs the token service (the chart's default), so it shows what that
+// webhook admits: a token volume and --registry-token-file in the steps.
+func TestConvertMatchesTheTokenService(t *testing.T) {
+	shared := []string{"--registry=zot.tot.svc:5000", "--step-image=step:1", "--results-budget=unchanged"}
+	served, err := serveOptions(t, append([]string{"--token-service-address=:9444", "--namespace=tot"}, shared...)...)
+	require.NoError(t, err)
+	fs := flag.NewFlagSet("convert", flag.ContinueOnError)
+	converted := transformFlags(fs)
+	require.NoError(t, fs.Parse(append([]string{"--registry-token-audience=" + registryauth.DefaultAudience}, shared...)))
+	require.Equal(t, served, converted())
+	require.Equal(t, transform.ResultsBudgetUnchanged, served.ResultsBudget)
+
+	var out, errOut bytes.Buffer
+	code := runConvert([]string{"--registry-token-audience=" + registryauth.DefaultAudience, "-f", "../../transform/testdata/linear/input.yaml"},
+		strings.NewReader(""), &out, &errOut)
+	require.Equal(t, exitConverted, code, errOut.String())
+	require.Contains(t, out.String(), "audience: "+registryauth.DefaultAudience)
+	require.Contains(t, out.String(), "--registry-token-file")
+
+	out.Reset()
+	code = runConvert([]string{"-f", "../../transform/testdata/linear/input.yaml"}, strings.NewReader(""), &out, &errOut)
+	require.Equal(t, exitConverted, code, errOut.String())
+	require.NotContains(t, out.String(), "--registry-token-file", "no audience, no token")
+}
+
+// --results-budget: warn (the default) or unchanged; anything else is a
+// usage error of both serve and convert, before anything runs.
+func TestResultsBudgetFlag(t *testing.T) {
+	o, err := serveOptions(t)
+	require.NoError(t, err)
+	require.Equal(t, transform.ResultsBudgetWarn, o.ResultsBudget)
+	o, err = serveOptions(t, "--results-budget=unchanged")
+	require.NoError(t, err)
+	require.Equal(t, transform.ResultsBudgetUnchanged, o.ResultsBudget)
+
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, serve([]string{"--results-budget=deny"}, &out, &errOut))
+	require.Contains(t, errOut.String(), `invalid value "deny" for flag -results-budget: must be one of warn, unchanged`)
+	errOut.Reset()
+	require.Equal(t, exitUsage, runConvert([]string{"--results-budget=", "-f", "x.yaml"}, strings.NewReader(""), &out, &errOut))
+	require.Contains(t, errOut.String(), "must be one of warn, unchanged")
 }
