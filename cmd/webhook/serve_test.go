@@ -2,17 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/require"
 	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -148,4 +153,86 @@ func TestResultsBudgetFlag(t *testing.T) {
 	errOut.Reset()
 	require.Equal(t, exitUsage, runConvert([]string{"--results-budget=", "-f", "x.yaml"}, strings.NewReader(""), &out, &errOut))
 	require.Contains(t, errOut.String(), "must be one of warn, unchanged")
+}
+
+func TestTokenKeyUsage(t *testing.T) {
+	noCluster := func(string, string) (corev1client.SecretInterface, error) {
+		t.Fatal("a usage error must not reach the cluster")
+		return nil, nil
+	}
+	for args, want := range map[string]string{
+		"":                      "which phase? stage, promote or retire",
+		"rotate":                `unknown phase "rotate"`,
+		"--namespace=x":         "which phase?",
+		"stage extra":           `unexpected arguments ["extra"]`,
+		"promote --no-such=1":   "flag provided but not defined: -no-such",
+		"retire --namespace":    "flag needs an argument",
+		"STAGE --namespace=tot": `unknown phase "STAGE"`,
+	} {
+		var out, errOut bytes.Buffer
+		require.Equal(t, 2, tokenKey(strings.Fields(args), &out, &errOut, noCluster), args)
+		require.Contains(t, errOut.String(), want, args)
+		require.Empty(t, out.String(), args)
+	}
+	// Through the command's dispatch too.
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, run([]string{"token-key", "rotate"}, strings.NewReader(""), &out, &errOut))
+	require.Contains(t, errOut.String(), "usage: webhook token-key stage|promote|retire")
+}
+
+// The three phases against a Secret the token service created: each says
+// what to restart next, and an out-of-order phase fails without a change.
+func TestTokenKeyRotates(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset()
+	secrets := cs.CoreV1().Secrets("tot")
+	keys := &registryauth.KeyStore{Secrets: secrets, Name: "tot-registry-token", Issuer: registryauth.DefaultIssuer, Log: logr.Discard()}
+	require.NoError(t, keys.Load(ctx))
+	first := keys.Signing().KID
+	var gotNamespace string
+	clusterOf := func(kubeconfig, namespace string) (corev1client.SecretInterface, error) {
+		require.Equal(t, "/kube/config", kubeconfig)
+		gotNamespace = namespace
+		return secrets, nil
+	}
+	phase := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := tokenKey(append(args, "--kubeconfig=/kube/config", "--namespace=tot", "--token-signing-secret=tot-registry-token"), &out, &errOut, clusterOf)
+		return code, out.String(), errOut.String()
+	}
+	bundle := func() []string {
+		s, err := secrets.Get(ctx, "tot-registry-token", metav1.GetOptions{})
+		require.NoError(t, err)
+		return bundleKIDs(s.Data[registryauth.SecretBundle])
+	}
+
+	code, _, errOut := phase("promote")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "no staged key: stage one first")
+	require.Equal(t, []string{first}, bundle())
+
+	code, out, errOut := phase("stage")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "tot", gotNamespace)
+	staged := bundle()
+	require.Len(t, staged, 2)
+	require.Equal(t, first, staged[0], "the current key stays first: zot trusts only that one")
+	require.Contains(t, out, "staged key: true")
+	require.Contains(t, out, "restart the registries that read every certificate")
+
+	code, _, errOut = phase("stage")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "a key is staged already")
+
+	code, out, errOut = phase("promote")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, []string{staged[1], first}, bundle())
+	require.Contains(t, out, "restart zot (kubectl -n tot rollout restart deployment/<fullname>-zot)")
+
+	code, out, errOut = phase("retire")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, []string{staged[1]}, bundle())
+	require.Contains(t, out, "staged key: false")
+	require.NoError(t, keys.Load(ctx))
+	require.Equal(t, staged[1], keys.Signing().KID, "the service signs with the promoted key")
 }
