@@ -50,14 +50,23 @@ func TestSchemaRejects(t *testing.T) {
 		set  []string
 		want string
 	}{
-		"wrong type":             {[]string{"--set", "webhook.replicas=two"}, "replicas"},
-		"unknown top-level key":  {[]string{"--set", "replicaCount=2"}, "replicaCount"},
-		"unknown nested key":     {[]string{"--set", "zot.retention.repoNames[0]=x"}, "repoNames"},
-		"bad enum":               {[]string{"--set", "webhook.failurePolicy=Sometimes"}, "failurePolicy"},
-		"timeout over the limit": {[]string{"--set", "webhook.resolutionTimeoutSeconds=29"}, "resolutionTimeoutSeconds"},
-		"bad duration":           {[]string{"--set", "zot.readTimeout=30 minutes"}, "readTimeout"},
-		"no registry":            {[]string{"--set", "zot.enabled=false"}, "registry.address is required"},
-		"auth without htpasswd":  {[]string{"--set", "registry.auth.enabled=true", "--set", "registry.auth.dockerConfigSecret=d"}, "htpasswdSecret is required"},
+		"wrong type":                        {[]string{"--set", "webhook.replicas=two"}, "replicas"},
+		"unknown top-level key":             {[]string{"--set", "replicaCount=2"}, "replicaCount"},
+		"unknown nested key":                {[]string{"--set", "zot.retention.repoNames[0]=x"}, "repoNames"},
+		"bad enum":                          {[]string{"--set", "webhook.failurePolicy=Sometimes"}, "failurePolicy"},
+		"timeout over the limit":            {[]string{"--set", "webhook.resolutionTimeoutSeconds=29"}, "resolutionTimeoutSeconds"},
+		"bad duration":                      {[]string{"--set", "zot.readTimeout=30 minutes"}, "readTimeout"},
+		"no registry":                       {[]string{"--set", "zot.enabled=false"}, "registry.address is required"},
+		"auth without htpasswd":             {[]string{"--set", "registry.auth.mode=htpasswd", "--set", "registry.auth.dockerConfigSecret=d"}, "htpasswdSecret is required"},
+		"htpasswd test pod without a login": {[]string{"--set", "registry.auth.mode=htpasswd", "--set", "registry.auth.htpasswdSecret=h"}, "dockerConfigSecret is required"},
+		"the old auth switch":               {[]string{"--set", "registry.auth.enabled=true"}, "enabled"},
+		"bad auth mode":                     {[]string{"--set", "registry.auth.mode=basic"}, "mode"},
+		"token port out of range":           {[]string{"--set", "registry.auth.token.port=70000"}, "port"},
+		"token port taken":                  {[]string{"--set", "registry.auth.token.port=8081"}, "registry.auth.token.port 8081 is already a webhook port"},
+		"token ttl not a duration":          {[]string{"--set", "registry.auth.token.ttl=5 minutes"}, "ttl"},
+		"empty token audience":              {[]string{"--set", "registry.auth.token.audience="}, "audience"},
+		"signing secret not a name":         {[]string{"--set", "registry.auth.token.signingSecret=Key_1"}, "signingSecret"},
+		"bad results budget":                {[]string{"--set", "steps.resultsBudget=deny"}, "resultsBudget"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"template", "r", chartDir}, tc.set...)
@@ -119,9 +128,14 @@ type zotHTTP struct {
 }
 
 type zotAuth struct {
-	HTPasswd struct {
+	HTPasswd *struct {
 		Path string `json:"path"`
-	} `json:"htpasswd"`
+	} `json:"htpasswd,omitempty"`
+	Bearer *struct {
+		Realm   string `json:"realm"`
+		Service string `json:"service"`
+		Cert    string `json:"cert"`
+	} `json:"bearer,omitempty"`
 }
 
 type zotLog struct {
@@ -190,17 +204,31 @@ func TestZotConfig(t *testing.T) {
 			require.Equal(t, "/readyz", zot.ReadinessProbe.HTTPGet.Path)
 			require.Equal(t, "64Mi", zot.Resources.Requests.Memory().String())
 			require.Equal(t, "50m", zot.Resources.Requests.Cpu().String())
-			if v.name == "auth" {
-				require.NotNil(t, h.Auth, "auth on: zot must check htpasswd")
-				mounted := false
-				for _, m := range zot.VolumeMounts {
-					if filepath.Join(m.MountPath, "htpasswd") == h.Auth.HTPasswd.Path {
-						mounted = true
+			mountOf := func(path string) *corev1.VolumeMount {
+				for i, m := range zot.VolumeMounts {
+					if filepath.Join(m.MountPath, filepath.Base(path)) == path {
+						return &zot.VolumeMounts[i]
 					}
 				}
-				require.True(t, mounted, "htpasswd path %s is not mounted", h.Auth.HTPasswd.Path)
-			} else {
-				require.Nil(t, h.Auth, "no default credentials")
+				t.Fatalf("%s is not mounted", path)
+				return nil
+			}
+			switch v.auth {
+			case authHtpasswd:
+				require.NotNil(t, h.Auth, "htpasswd mode: zot must check htpasswd")
+				require.NotNil(t, h.Auth.HTPasswd)
+				require.Nil(t, h.Auth.Bearer)
+				mountOf(h.Auth.HTPasswd.Path)
+			case authToken:
+				// The realm, service and mounted Secret agree with the
+				// webhook's flags (TestTokenMode); here: zot's side.
+				require.NotNil(t, h.Auth, "token mode: zot must check bearer tokens")
+				require.Nil(t, h.Auth.HTPasswd)
+				require.NotNil(t, h.Auth.Bearer)
+				require.Equal(t, "/etc/zot/token/bundle.pem", h.Auth.Bearer.Cert)
+				require.True(t, mountOf(h.Auth.Bearer.Cert).ReadOnly)
+			default:
+				require.Nil(t, h.Auth, "mode none: no credentials")
 			}
 			var data *corev1.Volume
 			for i := range dep.Spec.Template.Spec.Volumes {

@@ -17,13 +17,19 @@ import (
 
 // TestHelmTestPod runs the `helm test` pod's containers, in order, outside a
 // cluster: its shell commands with the local sh, its step containers with the
-// step binary built from cmd/oci-transport-step, its volumes as directories,
-// the bundled zot replaced by a real registry (REGISTRY_BIN). The pod's own
-// arguments are used as rendered, so a wrong flag or path fails here instead
-// of in a user's `helm test`.
+// step binary built from cmd/oci-transport-step, its volumes as directories.
+// In token mode the bundled zot is the real zot (ZOT_BIN) started with the
+// chart's own config (only its address, storage and file paths made local),
+// the token service runs with the webhook's rendered --token-* flags against
+// a real kube-apiserver, and the projected volume holds a real token of the
+// pod's ServiceAccount; in the other modes a real registry (REGISTRY_BIN)
+// stands in for zot. The pod's own arguments are used as rendered, so a wrong
+// flag or path fails here instead of in a user's `helm test`.
 func TestHelmTestPod(t *testing.T) {
 	for _, v := range variants {
-		if v.name != "defaults" && v.name != "auth" {
+		switch v.name {
+		case "defaults", "htpasswd", "no-auth":
+		default:
 			continue
 		}
 		t.Run(v.name, func(t *testing.T) { runHelmTestPod(t, v) })
@@ -31,8 +37,6 @@ func TestHelmTestPod(t *testing.T) {
 }
 
 func runHelmTestPod(t *testing.T, v variant) {
-	auth := v.name == "auth"
-	registry, dockerConfig := startRegistry(t, auth)
 	pod := &corev1.Pod{}
 	objs := decode(t, render(t, v))
 	into(t, find(t, objs, "Pod", fullname(v)+"-test"), pod)
@@ -42,12 +46,21 @@ func runHelmTestPod(t *testing.T, v variant) {
 	root := t.TempDir()
 	uid := "5f0c7f1e-0000-4000-8000-000000000001"
 	zot := zotName(v) + "." + v.namespace + ".svc:5000"
-	if auth {
+	var registry string
+	switch v.auth {
+	case authToken:
+		registry = startTokenZot(t, v, objs, pod, root)
+	case authHtpasswd:
+		var dockerConfig []byte
+		registry, dockerConfig = startRegistry(t, true)
 		// The Secret registry.auth.dockerConfigSecret, as the kubelet mounts it.
 		require.NoError(t, os.MkdirAll(filepath.Join(root, "docker"), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "docker", ".dockerconfigjson"), dockerConfig, 0o600))
+	default:
+		registry, _ = startRegistry(t, false)
 	}
 	var outputs []string
+	var pull []string // the pull container's command line, made local
 	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
 		// Mount paths become directories of the test, longest first so no
 		// path is rewritten inside another.
@@ -82,11 +95,29 @@ func runHelmTestPod(t *testing.T, v variant) {
 		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 		require.NoError(t, err, "container %s: %s\n%s", c.Name, strings.Join(argv, " "), out)
 		outputs = append(outputs, string(out))
+		if c.Name == "pull" {
+			pull = argv
+		}
 	}
 	require.Contains(t, outputs[len(outputs)-1], "push and pull OK")
 	got, err := os.ReadFile(filepath.Join(root, "dst", "dir", "probe.txt"))
 	require.NoError(t, err)
 	require.Equal(t, "probe "+uid+"\n", string(got))
+
+	if v.auth == authToken {
+		// Without the token, the same pull is refused: zot checked it.
+		var anonymous []string
+		for _, a := range pull {
+			if !strings.HasPrefix(a, "--registry-token-file=") {
+				anonymous = append(anonymous, a)
+			}
+		}
+		require.NotEqual(t, len(pull), len(anonymous))
+		require.NoError(t, os.RemoveAll(filepath.Join(root, "state", "pull")))
+		out, err := exec.Command(anonymous[0], anonymous[1:]...).CombinedOutput()
+		require.Error(t, err, "a pull without the token: %s", out)
+		require.Contains(t, string(out), "401", "a pull without the token")
+	}
 }
 
 // startRegistry runs REGISTRY_BIN (CNCF Distribution) on a free port for the

@@ -47,19 +47,32 @@ const (
 type variant struct {
 	name, release, namespace string
 	zot, certManager         bool
+	// auth is registry.auth.mode: token, htpasswd or none.
+	auth string
 }
+
+// The registry.auth.mode values.
+const (
+	authToken    = "token"
+	authHtpasswd = "htpasswd"
+	authNone     = "none"
+)
 
 // variants are the shapes the goldens and the dry-run cover.
 var variants = []variant{
-	{name: "defaults", release: defaultRelease, namespace: defaultNamespace, zot: true},
-	{name: "cert-manager", release: defaultRelease, namespace: defaultNamespace, zot: true, certManager: true},
+	{name: "defaults", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authToken},
+	{name: "cert-manager", release: defaultRelease, namespace: defaultNamespace, zot: true, certManager: true, auth: authToken},
 	// Self-managed TLS spelled out, under another release name and namespace
-	// (names derived from the release, e.g. in RBAC resourceNames).
-	{name: "self-managed", release: "ci", namespace: "tekton-ci", zot: true},
-	{name: "external-registry", release: defaultRelease, namespace: defaultNamespace},
-	{name: "auth", release: defaultRelease, namespace: defaultNamespace, zot: true},
-	{name: "no-networkpolicy", release: defaultRelease, namespace: defaultNamespace, zot: true},
-	{name: "zot-pvc", release: defaultRelease, namespace: defaultNamespace, zot: true},
+	// (names derived from the release, e.g. in RBAC resourceNames and the
+	// token realm).
+	{name: "self-managed", release: "ci", namespace: "tekton-ci", zot: true, auth: authToken},
+	{name: "external-registry", release: defaultRelease, namespace: defaultNamespace, auth: authHtpasswd},
+	// An existing registry trusting this release's token service, over TLS.
+	{name: "external-token", release: defaultRelease, namespace: defaultNamespace, auth: authToken},
+	{name: "htpasswd", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authHtpasswd},
+	{name: "no-auth", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authNone},
+	{name: "no-networkpolicy", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authToken},
+	{name: "zot-pvc", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authToken},
 }
 
 // requireEnv returns the environment variable, or skips the test with a

@@ -119,13 +119,41 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{/*
+Registry credentials (registry.auth.mode). token: the registry token service
+runs in the webhook pod; the registry trusts the bundle in its Secret.
+*/}}
+{{- define "tot.tokenMode" -}}
+{{- if eq .Values.registry.auth.mode "token" }}true{{ end }}
+{{- end }}
+
+{{- define "tot.htpasswdMode" -}}
+{{- if eq .Values.registry.auth.mode "htpasswd" }}true{{ end }}
+{{- end }}
+
+{{/* The token service's Secret: signing key, and bundle.pem for the registry. */}}
+{{- define "tot.tokenSecret" -}}
+{{- default (printf "%s-registry-token" (include "tot.fullname" .)) .Values.registry.auth.token.signingSecret }}
+{{- end }}
+
+{{/* The realm the registry names in its challenge: the webhook Service's token port. */}}
+{{- define "tot.tokenRealm" -}}
+{{- printf "%s://%s.%s.svc:%v/token" (ternary "https" "http" .Values.registry.auth.token.tls) (include "tot.fullname" .) .Release.Namespace .Values.registry.auth.token.port }}
+{{- end }}
+
 {{/* Checks that values fit together; the schema checks each value alone. */}}
 {{- define "tot.validate" -}}
-{{- if and .Values.registry.auth.enabled .Values.zot.enabled (not .Values.registry.auth.htpasswdSecret) }}
-{{- fail "registry.auth.htpasswdSecret is required when registry.auth.enabled and zot.enabled" }}
+{{- if and (include "tot.htpasswdMode" .) .Values.zot.enabled (not .Values.registry.auth.htpasswdSecret) }}
+{{- fail "registry.auth.htpasswdSecret is required when registry.auth.mode is htpasswd and zot.enabled" }}
 {{- end }}
-{{- if and .Values.registry.auth.enabled .Values.test.enabled (not .Values.registry.auth.dockerConfigSecret) }}
-{{- fail "registry.auth.dockerConfigSecret is required when registry.auth.enabled and test.enabled (the test pod logs in with it)" }}
+{{- if and (include "tot.htpasswdMode" .) .Values.test.enabled (not .Values.registry.auth.dockerConfigSecret) }}
+{{- fail "registry.auth.dockerConfigSecret is required when registry.auth.mode is htpasswd and test.enabled (the test pod logs in with it)" }}
+{{- end }}
+{{- if include "tot.tokenMode" . }}
+{{- $port := int .Values.registry.auth.token.port }}
+{{- if has $port (list (int .Values.webhook.port) (int .Values.webhook.metricsPort) (int .Values.webhook.healthPort)) }}
+{{- fail (printf "registry.auth.token.port %d is already a webhook port (webhook.port, metricsPort, healthPort)" $port) }}
+{{- end }}
 {{- end }}
 {{- if and .Values.zot.enabled (eq .Values.zot.storage.type "s3") (or (not .Values.zot.storage.s3.bucket) (not .Values.zot.storage.s3.region)) }}
 {{- fail "zot.storage.s3.bucket and zot.storage.s3.region are required when zot.storage.type is s3" }}
