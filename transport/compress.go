@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -104,20 +106,32 @@ func (gzipCodec) newReader(r io.Reader) (io.ReadCloser, error) {
 	return zr, nil
 }
 
-type zstdCodec struct{}
+// zstdCodec compresses with enc (nil: a shared encoder for every core).
+type zstdCodec struct{ enc *zstd.Encoder }
 
-var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+// newZstdEncoder makes the encoder of the zstd codec for n blocks compressed
+// at once. Each of its n workers keeps a 1 MiB window (about 1.3 MiB with
+// WithLowerEncoderMem, which gives the same output as the default, which
+// doubles the history buffer); a smaller window saved another MiB per
+// worker but cost 3 % of the ratio on Go source (README, "Memory").
+func newZstdEncoder(n int) *zstd.Encoder {
 	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(blockSize))
+		zstd.WithEncoderConcurrency(max(n, 1)), zstd.WithWindowSize(blockSize), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		panic(err)
 	}
 	return e
-})
+}
+
+var zstdEncoder = sync.OnceValue(func() *zstd.Encoder { return newZstdEncoder(runtime.GOMAXPROCS(0)) })
 
 func (zstdCodec) mediaType() string { return MediaTypeTarZstd }
-func (zstdCodec) compress(dst *bytes.Buffer, src []byte) error {
-	out := zstdEncoder().EncodeAll(src, dst.AvailableBuffer())
+func (z zstdCodec) compress(dst *bytes.Buffer, src []byte) error {
+	e := z.enc
+	if e == nil {
+		e = zstdEncoder()
+	}
+	out := e.EncodeAll(src, dst.AvailableBuffer())
 	dst.Write(out)
 	return nil
 }
@@ -195,15 +209,68 @@ func compressAdaptive(c codec, dst *bytes.Buffer, src []byte) error {
 	return c.compress(dst, src)
 }
 
-// cpuSlots bounds the number of blocks being compressed at once across all
-// layers of a push.
-var cpuSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+// blockArena bounds the memory and the CPU of the compression of a push:
+// at most cap(free) blocks (1 MiB of input and its compressed member) exist,
+// shared by all the layers being written, and at most cap(cpu) of them are
+// compressed at once. A block goes back to the arena once its member has
+// been written out, so the arena's size is the whole of the compression
+// buffers, whatever the number of layers in flight.
+type blockArena struct {
+	cpu  chan struct{}
+	free chan *block
+	mu   sync.Mutex
+	made int
+}
 
-var blockPool = sync.Pool{New: func() any { b := make([]byte, 0, blockSize); return &b }}
+type block struct {
+	src []byte
+	out bytes.Buffer
+}
+
+// blockBytes is what one block of an arena holds at most: 1 MiB of input
+// and its member (stored blocks grow by their frame headers).
+const blockBytes = 2*blockSize + blockSize/64 + 64
+
+// newBlockArena makes an arena of blocks buffers for workers blocks
+// compressed at once.
+func newBlockArena(workers, blocks int) *blockArena {
+	workers = max(workers, 1)
+	return &blockArena{cpu: make(chan struct{}, workers), free: make(chan *block, max(blocks, workers+1))}
+}
+
+// get returns a free block, waiting for one when all are in use.
+func (a *blockArena) get() *block {
+	select {
+	case b := <-a.free:
+		return b
+	default:
+	}
+	a.mu.Lock()
+	if a.made < cap(a.free) {
+		a.made++
+		a.mu.Unlock()
+		b := &block{src: make([]byte, 0, blockSize)}
+		b.out.Grow(blockBytes - blockSize)
+		return b
+	}
+	a.mu.Unlock()
+	return <-a.free
+}
+
+func (a *blockArena) put(b *block) {
+	b.src = b.src[:0]
+	b.out.Reset()
+	a.free <- b
+}
+
+// defaultArena serves the writers made without one (tests).
+var defaultArena = sync.OnceValue(func() *blockArena {
+	n := runtime.GOMAXPROCS(0)
+	return newBlockArena(n, 2*n+1)
+})
 
 type blockJob struct {
-	src   *[]byte
-	out   bytes.Buffer
+	b     *block
 	err   error
 	ready chan struct{}
 }
@@ -213,15 +280,22 @@ type blockJob struct {
 type blockWriter struct {
 	c       codec
 	out     io.Writer
-	cur     *[]byte
+	arena   *blockArena
+	cur     *block
 	queue   chan *blockJob
 	done    chan error
+	failed  atomic.Bool // out failed: stop reading and compressing
 	written bool
 	closed  bool
 }
 
 func newBlockWriter(c codec, out io.Writer) *blockWriter {
-	w := &blockWriter{c: c, out: out, queue: make(chan *blockJob, 2*cap(cpuSlots)+1), done: make(chan error, 1)}
+	return newArenaWriter(defaultArena(), c, out)
+}
+
+// newArenaWriter makes a block writer that takes its blocks from a.
+func newArenaWriter(a *blockArena, c codec, out io.Writer) *blockWriter {
+	w := &blockWriter{c: c, out: out, arena: a, queue: make(chan *blockJob, cap(a.free)), done: make(chan error, 1)}
 	go w.drain()
 	return w
 }
@@ -234,38 +308,46 @@ func (w *blockWriter) drain() {
 			err = j.err
 		}
 		if err == nil {
-			_, err = w.out.Write(j.out.Bytes())
+			_, err = w.out.Write(j.b.out.Bytes())
+			if err != nil {
+				w.failed.Store(true)
+			}
 		}
+		w.arena.put(j.b)
 	}
 	w.done <- err
 }
 
 func (w *blockWriter) submit() {
-	j := &blockJob{src: w.cur, ready: make(chan struct{})}
+	j := &blockJob{b: w.cur, ready: make(chan struct{})}
 	w.cur = nil
 	w.written = true
 	w.queue <- j
 	go func() {
-		cpuSlots <- struct{}{}
-		j.out.Grow(len(*j.src) + len(*j.src)/64 + 64)
-		j.err = compressAdaptive(w.c, &j.out, *j.src)
-		<-cpuSlots
-		*j.src = (*j.src)[:0]
-		blockPool.Put(j.src)
+		w.arena.cpu <- struct{}{}
+		j.err = compressAdaptive(w.c, &j.b.out, j.b.src)
+		<-w.arena.cpu
 		close(j.ready)
 	}()
 }
 
+// errOutputFailed is returned by Write once the output has failed; Close
+// returns the output's error.
+var errOutputFailed = errors.New("compressed output failed")
+
 func (w *blockWriter) Write(p []byte) (int, error) {
+	if w.failed.Load() {
+		return 0, errOutputFailed
+	}
 	n := len(p)
 	for len(p) > 0 {
 		if w.cur == nil {
-			w.cur = blockPool.Get().(*[]byte)
+			w.cur = w.arena.get()
 		}
-		k := min(blockSize-len(*w.cur), len(p))
-		*w.cur = append(*w.cur, p[:k]...)
+		k := min(blockSize-len(w.cur.src), len(p))
+		w.cur.src = append(w.cur.src, p[:k]...)
 		p = p[k:]
-		if len(*w.cur) == blockSize {
+		if len(w.cur.src) == blockSize {
 			w.submit()
 		}
 	}
@@ -278,11 +360,14 @@ func (w *blockWriter) Close() error {
 		return nil
 	}
 	w.closed = true
-	if w.cur != nil && len(*w.cur) > 0 || !w.written {
+	if w.cur != nil && len(w.cur.src) > 0 || !w.written {
 		if w.cur == nil {
-			w.cur = blockPool.Get().(*[]byte)
+			w.cur = w.arena.get()
 		}
 		w.submit()
+	} else if w.cur != nil {
+		w.arena.put(w.cur)
+		w.cur = nil
 	}
 	close(w.queue)
 	return <-w.done
