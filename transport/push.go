@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,9 +29,17 @@ type PushOptions struct {
 	StateDir    string
 	Compression string // gzip, zstd, none; "" = DefaultCompression
 	LayerSize   int64  // target uncompressed bytes per layer; 0 = DefaultLayerSize
-	// SpoolMemory is how many compressed bytes of one layer are kept in
-	// memory before spilling to an unlinked file in StateDir (an emptyDir
-	// the step owns; the step image needs no /tmp); 0 = DefaultSpoolMemory.
+	// MemoryBudget is the memory the push may use (its container's memory
+	// limit): it sizes the compression and upload buffers and may lower the
+	// concurrency (budget.go); 0 = DefaultMemoryBudget.
+	MemoryBudget int64
+	// SpoolMemory is how many compressed bytes of a layer are buffered: a
+	// layer that fits is uploaded whole (after a HEAD), a bigger one is sent
+	// while it is compressed, streamed or, for a registry that refuses
+	// streams, in chunks of this size, or, for one that refuses chunks too,
+	// spooled into an unlinked file in StateDir (an emptyDir the step owns;
+	// the step image needs no /tmp) and uploaded whole (upload.go); 0 = from
+	// MemoryBudget.
 	SpoolMemory int
 	// Now is the creation time recorded in the manifest (tests); zero = now.
 	Now time.Time
@@ -39,11 +49,6 @@ type PushOptions struct {
 const (
 	DefaultCompression = CompressionZstd
 	DefaultLayerSize   = 64 << 20
-	// DefaultSpoolMemory bounds the compressed bytes of a layer held in
-	// memory until its upload (per layer in flight). With 64 MiB a push of
-	// 1 GiB peaked at 664 MB RSS; with 8 MiB at 148 MB in the same time, and
-	// at 92 MB under GOMEMLIMIT=80MiB (README, "Memory").
-	DefaultSpoolMemory = 8 << 20
 )
 
 // PushResult summarises a push.
@@ -54,13 +59,22 @@ type PushResult struct {
 	Deletions int
 	Layers    int
 	Uploaded  int
+	// Streamed counts the layers sent while compressed, streamed or in
+	// chunks (the others fitted in the buffer, or were spooled).
+	Streamed int
 }
 
 type layerPlan struct {
 	title   string
-	entries []record
+	entries []*record // into the changed records: a plan holds no copy
 	bytes   int64
-	dirs    map[string]*record // every directory of the scan, for ancestors
+	dirs    map[string]ancestorMeta // every directory of the scan, for ancestors
+}
+
+// ancestorMeta is what a layer needs of a directory it carries as an ancestor.
+type ancestorMeta struct {
+	mode, uid, gid uint32
+	mtime          int64
 }
 
 // Push computes what changed in the mounts since the baseline in StateDir
@@ -81,9 +95,6 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	}
 	if o.LayerSize <= 0 {
 		o.LayerSize = DefaultLayerSize
-	}
-	if o.SpoolMemory <= 0 {
-		o.SpoolMemory = DefaultSpoolMemory
 	}
 	mounts, err := prepareMounts(o.Mounts)
 	if err != nil {
@@ -129,21 +140,36 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	// pack, compress, upload
 	t1 := time.Now()
 	plans := planLayers(changed, o.LayerSize)
-	dirs := map[string]*record{}
+	dirs := map[string]ancestorMeta{}
 	for i := range cur {
-		if cur[i].typ == typeDir {
-			dirs[cur[i].path] = &cur[i]
+		if r := &cur[i]; r.typ == typeDir {
+			dirs[r.path] = ancestorMeta{mode: r.mode, uid: r.uid, gid: r.gid, mtime: r.mtime}
 		}
 	}
 	for i := range plans {
 		plans[i].dirs = dirs
 	}
+	// From here on only the changed records are needed: cur is not used
+	// past this point, and the baseline's records go to the collector too
+	// (a record each of every path of a big tree).
+	base.records = nil
+	mem := planPushMemory(o.MemoryBudget, o.Concurrency, runtime.GOMAXPROCS(0))
+	if o.SpoolMemory > 0 {
+		mem.chunk = o.SpoolMemory
+	}
+	arena := newBlockArena(mem.workers, mem.blocks)
+	if _, ok := cdc.(zstdCodec); ok {
+		zenc := newZstdEncoder(mem.workers)
+		defer zenc.Close()
+		cdc = zstdCodec{enc: zenc}
+	}
 	layers := make([]ocispec.Descriptor, len(plans))
-	var compressed, uploadedBytes atomic.Int64
-	var uploaded atomic.Int32
+	var compressed atomic.Int64
+	var uploaded, streamed atomic.Int32
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sem := make(chan struct{}, o.Concurrency)
+	up := newUploader(c, o.StateDir, mem.chunk, mem.concurrency)
+	sem := make(chan struct{}, mem.concurrency)
 	var wg sync.WaitGroup
 	var errOnce sync.Once
 	var firstErr error
@@ -162,17 +188,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sp := newSpool(o.SpoolMemory, o.StateDir)
-			defer sp.Close()
-			if err := writeLayer(sp, cdc, pl); err != nil {
-				fail(err)
-				return
-			}
-			desc := ocispec.Descriptor{
-				MediaType: cdc.mediaType(),
-				Digest:    digest.NewDigest(digest.SHA256, sp.h),
-				Size:      sp.n,
-			}
+			desc := ocispec.Descriptor{MediaType: cdc.mediaType()}
 			if o.Compression == CompressionGzip {
 				desc.Annotations = map[string]string{AnnotationTitle: pl.title, AnnotationUnpack: "true"}
 			} else {
@@ -182,17 +198,19 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 				}
 				desc.Annotations = map[string]string{AnnotationTitle: pl.title + ext}
 			}
-			compressed.Add(sp.n)
-			up, err := c.pushBlob(ctx, desc, sp.reader)
+			res, err := up.pushLayer(ctx, desc, func(w io.Writer) error { return writeLayer(arena, w, cdc, pl) })
 			if err != nil {
 				fail(err)
 				return
 			}
-			if up {
+			compressed.Add(res.desc.Size)
+			if res.uploaded {
 				uploaded.Add(1)
-				uploadedBytes.Add(sp.n)
 			}
-			layers[i] = desc
+			if res.streamed {
+				streamed.Add(1)
+			}
+			layers[i] = res.desc
 		}()
 	}
 	wg.Wait()
@@ -204,7 +222,8 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	}
 	el := time.Since(t1)
 	log.Info("push: layers", "layers", len(plans), "uploaded", uploaded.Load(), "bytes", raw,
-		"compressed", compressed.Load(), "uploadedBytes", uploadedBytes.Load(), "compression", o.Compression,
+		"compressed", compressed.Load(), "sentBytes", up.sent.Load(), "streamed", streamed.Load(), "compression", o.Compression,
+		"concurrency", mem.concurrency, "workers", mem.workers, "chunk", mem.chunk,
 		"seconds", secs(el), "MB/s", mbps(raw, el))
 
 	// config + manifest
@@ -256,7 +275,8 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	}
 	log.Info("push: manifest", "tag", o.Tag, "digest", mdesc.Digest.String(), "seconds", secs(time.Since(t2)),
 		"total_seconds", secs(time.Since(t0)), "MB/s", mbps(raw, time.Since(t0)))
-	return &PushResult{Manifest: mdesc, Files: files, Bytes: raw, Deletions: len(deleted), Layers: len(plans), Uploaded: int(uploaded.Load())}, nil
+	return &PushResult{Manifest: mdesc, Files: files, Bytes: raw, Deletions: len(deleted), Layers: len(plans), Uploaded: int(uploaded.Load()),
+		Streamed: int(streamed.Load())}, nil
 }
 
 // scanMounts scans every mount not covered by another and merges the
@@ -353,7 +373,7 @@ func planLayers(changed []record, size int64) []layerPlan {
 	var plans []layerPlan
 	var cur layerPlan
 	layerOf := map[string]int{} // files with other names -> their layer
-	var links []record
+	var links []*record
 	flush := func() {
 		if len(cur.entries) > 0 {
 			cur.title = layerTitle(len(plans))
@@ -361,7 +381,8 @@ func planLayers(changed []record, size int64) []layerPlan {
 			cur = layerPlan{}
 		}
 	}
-	for _, r := range changed {
+	for i := range changed {
+		r := &changed[i]
 		if r.linkTo != "" {
 			links = append(links, r)
 			continue
@@ -390,16 +411,17 @@ func planLayers(changed []record, size int64) []layerPlan {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // writeLayer writes the tar of one layer through the compressor into w.
-func writeLayer(w io.Writer, cdc codec, pl layerPlan) error {
+func writeLayer(a *blockArena, w io.Writer, cdc codec, pl layerPlan) error {
 	var out io.Writer = w
 	var bw *blockWriter
 	if _, isNone := cdc.(noneCodec); !isNone {
-		bw = newBlockWriter(cdc, w)
+		bw = newArenaWriter(a, cdc, w)
 		out = bw
 	}
 	err := writeTar(out, pl)
 	if bw != nil {
-		if cerr := bw.Close(); err == nil {
+		// the output's own error rather than the writer's "it failed"
+		if cerr := bw.Close(); cerr != nil && (err == nil || errors.Is(err, errOutputFailed)) {
 			err = cerr
 		}
 	}
@@ -414,8 +436,7 @@ func writeTar(w io.Writer, pl layerPlan) error {
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
 	emitted := map[string]bool{}
-	for i := range pl.entries {
-		r := &pl.entries[i]
+	for _, r := range pl.entries {
 		// every ancestor directory is in the layer, so that each layer
 		// unpacks on its own (the stock oras CLI needs it)
 		for j := 0; j < len(r.path); j++ {
@@ -425,7 +446,7 @@ func writeTar(w io.Writer, pl layerPlan) error {
 			d := r.path[:j]
 			emitted[d] = true
 			h := &tar.Header{Typeflag: tar.TypeDir, Name: pl.title + "/" + d + "/", Format: tar.FormatPAX}
-			if a := pl.dirs[d]; a != nil {
+			if a, ok := pl.dirs[d]; ok {
 				h.Mode, h.Uid, h.Gid, h.ModTime = int64(a.mode), int(a.uid), int(a.gid), time.Unix(0, a.mtime)
 			} else {
 				// above this task's views: the puller creates it if missing
