@@ -12,7 +12,7 @@
 // --docker-config FILE (default $DOCKER_CONFIG/config.json, else $HOME/.docker/config.json, if present),
 // --registry-token-file FILE (a projected ServiceAccount token for the registry's token service),
 // --concurrency N, --retries N, --compression gzip|zstd|none,
-// --layer-size BYTES, --max-bytes BYTES, --max-entries N. Sizes accept
+// --layer-size BYTES, --max-bytes BYTES, --max-entries N, --memory-budget BYTES. Sizes accept
 // K, M, G (powers of 1000) and Ki, Mi, Gi suffixes.
 //
 // Exit codes:
@@ -121,6 +121,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Func("layer-size", "push: target uncompressed bytes per layer (default 64Mi)", sizeFlag(&layerSize))
 	fs.Func("max-bytes", "pull: refuse more than this many uncompressed bytes (default 64Gi)", sizeFlag(&maxBytes))
 	fs.Func("max-entries", "pull: refuse more than this many archive entries (default 2000000)", sizeFlag(&maxEntries))
+	memBudget := memoryBudgetFlag(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -132,8 +133,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return transport.ExitUsage
 	}
 	o.Log = log
-	if soft := setMemoryLimit(); soft > 0 {
-		log.Debug("memory limit from the container's cgroup", "GOMEMLIMIT", soft)
+	budget, soft := setMemoryLimit(*memBudget)
+	if soft > 0 {
+		log.Debug("GOMEMLIMIT from the memory budget", "GOMEMLIMIT", soft, "budget", budget)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -158,7 +160,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			task, _, _ = strings.Cut(tag, ".")
 		}
 		_, err = transport.Push(ctx, transport.PushOptions{Options: o, Tag: tag, Task: task, Mounts: mounts, StateDir: state,
-			Compression: compression, LayerSize: layerSize})
+			Compression: compression, LayerSize: layerSize, MemoryBudget: budget})
 	}
 	code := transport.ExitCode(err)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -10,26 +11,43 @@ import (
 // cgroupMemoryFiles hold the container's memory limit: cgroup v2, then v1.
 var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
 
-// setMemoryLimit gives the Go runtime a soft limit of 3/4 of the container's
-// memory limit when GOMEMLIMIT is not set (the chart's webhook does the same
-// through the Downward API), so the garbage collector keeps the step under
-// its limit instead of letting the heap grow until the kernel kills it. It
-// returns the limit set, 0 for none.
-func setMemoryLimit() int64 {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return 0
+// memoryBudgetFlag registers --memory-budget on fs.
+func memoryBudgetFlag(fs *flag.FlagSet) *int64 {
+	var v int64
+	fs.Func("memory-budget", "memory the step may use: sizes the push's buffers and may lower its concurrency, "+
+		"and sets GOMEMLIMIT to 3/4 of it when unset (default: the container's memory limit, else 128Mi for the push)", sizeFlag(&v))
+	return &v
+}
+
+// setMemoryLimit returns the memory budget, the flagged one or the
+// container's cgroup memory limit, the smaller of the two when both are set
+// (0 for none: the push then sizes itself for
+// transport.DefaultMemoryBudget), and gives the Go runtime a soft limit
+// of 3/4 of it when GOMEMLIMIT is not set (the chart's webhook does the
+// same through the Downward API), so the garbage collector keeps the step
+// under its limit instead of letting the heap grow until the kernel kills
+// it. soft is the limit set, 0 for none.
+func setMemoryLimit(flagged int64) (budget, soft int64) {
+	budget = flagged
+	if limit := cgroupLimit(); limit > 0 && (budget <= 0 || limit < budget) {
+		budget = limit
 	}
+	if budget <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return budget, 0
+	}
+	soft = budget / 4 * 3
+	debug.SetMemoryLimit(soft)
+	return budget, soft
+}
+
+// cgroupLimit is the container's memory limit, 0 for none.
+func cgroupLimit() int64 {
 	for _, f := range cgroupMemoryFiles {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		if limit := parseCgroupLimit(string(b)); limit > 0 {
-			soft := limit / 4 * 3
-			debug.SetMemoryLimit(soft)
-			return soft
-		}
-		return 0
+		return parseCgroupLimit(string(b))
 	}
 	return 0
 }
