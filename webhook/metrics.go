@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"runtime"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -40,10 +42,33 @@ var (
 		Name: "oci_transport_handler_panics_total",
 		Help: "Panics recovered in the admission handler (each one is a bug).",
 	})
+	buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "oci_transport_build_info",
+		Help: "Always 1; the labels say which build of the webhook runs.",
+	}, []string{"version", "goversion"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(admissions, admissionSeconds, resolutionSeconds, panics)
+	metrics.Registry.MustRegister(admissions, admissionSeconds, resolutionSeconds, panics, buildInfo)
+}
+
+// SetBuildInfo publishes the running build (once, at startup).
+func SetBuildInfo(version string) {
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+}
+
+// resolverLabels are the values the resolver label may take: Tekton's own
+// resolvers and "name" (a plain reference). Anything else is whatever a
+// user wrote in a run and becomes "other", so the label's cardinality stays
+// bounded whatever runs are submitted.
+var resolverLabels = map[string]bool{"name": true, "bundles": true, "cluster": true, "git": true, "hub": true, "http": true}
+
+// ResolverLabel is the resolver label value for a reference's resolver.
+func ResolverLabel(resolver string) string {
+	if resolverLabels[resolver] {
+		return resolver
+	}
+	return "other"
 }
 
 // ObserveResolution records one resolved reference; the resolver calls it.
@@ -52,5 +77,5 @@ func ObserveResolution(resolver string, seconds float64, err error) {
 	if err != nil {
 		result = "error"
 	}
-	resolutionSeconds.WithLabelValues(resolver, result).Observe(seconds)
+	resolutionSeconds.WithLabelValues(ResolverLabel(resolver), result).Observe(seconds)
 }

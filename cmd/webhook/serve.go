@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/selfcert"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/server"
@@ -180,6 +181,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	log := logr.FromSlogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.Level(-f.logLevel)}))
 	ctrllog.SetLogger(log)
+	webhook.SetBuildInfo(version)
 
 	rc, err := restConfig(f.kubeconfig)
 	if err != nil {
