@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"regexp"
 	"strings"
+
+	"oras.land/oras-go/v2/registry"
 )
 
 // The artifact format. A delta is an OCI image manifest (image-spec 1.1):
@@ -108,10 +109,11 @@ const (
 	paxLinkedKey = "TEKTON-OCI-TRANSPORT.linked"
 )
 
-var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-
-// ValidTag reports whether t is a valid OCI tag.
-func ValidTag(t string) bool { return tagRE.MatchString(t) }
+// ValidTag reports whether t is a valid OCI tag, by oras-go's reference
+// grammar (the distribution spec's), as the registry will judge it.
+func ValidTag(t string) bool {
+	return registry.Reference{Reference: t}.ValidateReferenceAsTag() == nil
+}
 
 // cleanSubPath normalises a mount's subPath: "" is the workspace root.
 func cleanSubPath(s string) (string, error) {
