@@ -1,7 +1,10 @@
 // Package webhook is the admission adapter over transform: it decides whether
 // a PipelineRun opted in, resolves what the run references, calls
 // transform.PipelineRun, and answers with a JSON patch against the raw request
-// object, admission warnings, or (strict mode) a denial.
+// object, admission warnings, or (strict mode) a denial. In audit mode (or
+// for a run whose opt-in label says "audit") it evaluates the run the same
+// way and admits it unchanged but for annotations that record the would-be
+// outcome.
 package webhook
 
 import (
@@ -41,8 +44,12 @@ type Handler struct {
 	// LabelKey opts runs and namespaces in (transform.EnabledLabel if empty).
 	LabelKey string
 	// Strict denies a run that opted in but cannot be converted, instead of
-	// admitting it unchanged.
+	// admitting it unchanged. An audited run is never denied.
 	Strict bool
+	// Mode is ModeConvert (also when empty) or ModeAudit, which audits
+	// every opted-in run. Whatever the mode, a run whose deciding opt-in
+	// label is "audit" is audited.
+	Mode Mode
 	// Options are passed to transform.PipelineRun.
 	Options    transform.Options
 	Resolver   Resolver
@@ -122,16 +129,20 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 	if req.Name == "" {
 		*log = log.WithValues("generateName", meta.GenerateName)
 	}
-	in, err := h.optedIn(ctx, req.Namespace, meta.Labels)
+	opt, err := h.optIn(ctx, req.Namespace, meta.Labels)
 	if err != nil {
 		log.Error(err, "cannot decide opt-in; admitting unchanged")
 		return h.failOpen("cannot read the namespace's opt-in label: " + err.Error()), OutcomeInternalFail
 	}
-	if !in {
+	if !opt.In() {
 		return admission.Allowed("not opted in"), OutcomeNotOptedIn
 	}
 	if _, ok := meta.Annotations[transform.AnnotationConverted]; ok {
 		return admission.Allowed("already converted"), OutcomeAlready
+	}
+	if h.Mode == ModeAudit || opt == OptInAudited {
+		*log = log.WithValues("mode", string(ModeAudit))
+		return h.audit(ctx, log, req, run, decodeErr, meta)
 	}
 	if reason, ok := transform.SkippedEarlier(meta.Annotations); ok {
 		// Our own earlier answer (a reinvocation, or a copy of a skipped run):
@@ -139,21 +150,91 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 		return withWarnings(admission.Allowed("left unchanged earlier"), []string{"run left unchanged: " + reason}), OutcomeUnchanged
 	}
 	if decodeErr != nil {
-		return h.skip(raw, meta, "InvalidPipelineRun", decodeErr.Error(), nil), h.skipOutcome("InvalidPipelineRun")
-	}
-	if !bindsVolumeClaimTemplate(run) {
-		return admission.Allowed("no volumeClaimTemplate workspace"), OutcomeNothing
+		verdicts.WithLabelValues(string(ModeConvert), verdictUnchanged, ReasonLabel(ReasonInvalidPipelineRun)).Inc()
+		return h.skip(raw, meta, ReasonInvalidPipelineRun, decodeErr.Error(), nil), h.skipOutcome(ReasonInvalidPipelineRun)
 	}
 
-	blocked, err := h.verificationPolicyBlocks(ctx, run, req.Namespace)
+	v := h.evaluate(ctx, log, run, req.Namespace, dryRun)
+	switch {
+	case v.Failure != "":
+		return h.failOpen(v.Failure), OutcomeInternalFail
+	case v.Outcome == transform.Converted:
+		// A copy of a run audited earlier: the record of what would have
+		// happened goes, what happened is in the conversion's annotations.
+		out := *v.Converted
+		out.Annotations = WithoutAuditAnnotations(out.Annotations)
+		ops, err := patchRun(raw, version, run, &out)
+		if err != nil {
+			log.Error(err, "computing the patch failed; admitting unchanged")
+			return h.failOpen("computing the patch failed: " + err.Error()), OutcomeInternalFail
+		}
+		verdicts.WithLabelValues(string(ModeConvert), verdictConvert, reasonNone).Inc()
+		log.Info("converted", "workspaces", v.Report.Workspaces, "tasks", len(v.Report.Tasks))
+		return patched(ops, v.Report.Warnings), OutcomeConverted
+	case v.Outcome == transform.NothingToConvert:
+		return withWarnings(admission.Allowed("nothing to convert"), v.Report.Warnings), OutcomeNothing
+	case v.Outcome == transform.AlreadyConverted:
+		return admission.Allowed("already converted"), OutcomeAlready
+	default:
+		if v.Reason != string(resolve.ReasonDryRun) {
+			verdicts.WithLabelValues(string(ModeConvert), verdictUnchanged, ReasonLabel(v.Reason)).Inc()
+		}
+		return h.skip(raw, meta, v.Reason, v.Message, v.Report.Warnings), h.skipOutcome(v.Reason)
+	}
+}
+
+// ReasonInvalidPipelineRun leaves a run unchanged whose spec does not decode.
+const ReasonInvalidPipelineRun = "InvalidPipelineRun"
+
+// Verdict is what the handler decides for an opted-in run that is not our
+// own output, before it answers: convert mode answers with it, audit mode
+// records it, `webhook report` prints it.
+type Verdict struct {
+	// Outcome is transform's: Converted, NothingToConvert (the run binds no
+	// volumeClaimTemplate), AlreadyConverted, or Unchanged with Reason and
+	// Message (a transform.Reason, a resolution reason, or
+	// ReasonVerificationPolicy; resolve.ReasonDryRun when only remote
+	// resolution, which dryRun forbids, could tell).
+	Outcome         transform.Outcome
+	Reason, Message string
+	// Report is the conversion's report (its warnings also for Unchanged).
+	Report transform.Report
+	// Resolved is what resolution found, also when it failed part-way.
+	Resolved transform.Resolved
+	// Converted is the converted run (Outcome Converted).
+	Converted *v1.PipelineRun
+	// Failure is set when the handler itself failed (reading policies, an
+	// invalid option): such a run is admitted unchanged, fail-open.
+	Failure string
+}
+
+// Evaluate decides for run, created in namespace, what an admission does
+// after the opt-in and the run's own annotations: the VerificationPolicy
+// check, resolution through h.Resolver (dryRun forbids
+// ResolutionRequests) and the conversion. The run's opt-in and its
+// annotations are not looked at.
+func (h *Handler) Evaluate(ctx context.Context, run *v1.PipelineRun, namespace string, dryRun bool) Verdict {
+	log := h.Log.WithValues("namespace", namespace, "name", run.Name)
+	return h.evaluate(ctx, &log, run, namespace, dryRun)
+}
+
+func (h *Handler) evaluate(ctx context.Context, log *logr.Logger, run *v1.PipelineRun, namespace string, dryRun bool) Verdict {
+	if !bindsVolumeClaimTemplate(run) {
+		return Verdict{Outcome: transform.NothingToConvert}
+	}
+	unchanged := func(reason, message string) Verdict {
+		return Verdict{Outcome: transform.Unchanged, Reason: reason, Message: message}
+	}
+
+	blocked, err := h.verificationPolicyBlocks(ctx, run, namespace)
 	if err != nil {
 		// Not knowing whether verification applies must not bypass it.
 		log.Error(err, "cannot decide whether a VerificationPolicy applies; admitting unchanged")
-		return h.failOpen("cannot read the namespace's VerificationPolicies: " + err.Error()), OutcomeInternalFail
+		return Verdict{Failure: "cannot read the namespace's VerificationPolicies: " + err.Error()}
 	}
 	if blocked != "" {
 		log.Info("run left unchanged", "reason", ReasonVerificationPolicy)
-		return h.skip(raw, meta, ReasonVerificationPolicy, blocked, nil), h.skipOutcome(ReasonVerificationPolicy)
+		return unchanged(ReasonVerificationPolicy, blocked)
 	}
 
 	var resolved transform.Resolved
@@ -166,31 +247,81 @@ func (h *Handler) handle(ctx context.Context, log *logr.Logger, req admission.Re
 			reason, message = resolution.ReasonFailed, err.Error()
 		}
 		log.Info("resolution failed; run left unchanged", "reason", reason, "error", err.Error())
-		return h.skip(raw, meta, string(reason), message, nil), h.skipOutcome(string(reason))
+		v := unchanged(string(reason), message)
+		v.Resolved = resolved
+		return v
 	}
 
 	out, report, err := transform.PipelineRun(run, resolved, h.Options)
 	if err != nil {
 		log.Error(err, "conversion failed; admitting unchanged")
-		return h.failOpen("conversion failed: " + err.Error()), OutcomeInternalFail
+		return Verdict{Failure: "conversion failed: " + err.Error(), Resolved: resolved}
 	}
+	v := Verdict{Outcome: report.Outcome, Report: report, Resolved: resolved}
 	switch report.Outcome {
 	case transform.Converted:
-		ops, err := patchRun(raw, version, run, out)
-		if err != nil {
-			log.Error(err, "computing the patch failed; admitting unchanged")
-			return h.failOpen("computing the patch failed: " + err.Error()), OutcomeInternalFail
-		}
-		log.Info("converted", "workspaces", report.Workspaces, "tasks", len(report.Tasks))
-		return patched(ops, report.Warnings), OutcomeConverted
-	case transform.NothingToConvert:
-		return withWarnings(admission.Allowed("nothing to convert"), report.Warnings), OutcomeNothing
-	case transform.AlreadyConverted:
-		return admission.Allowed("already converted"), OutcomeAlready
-	default:
+		v.Converted = out
+	case transform.Unchanged:
 		log.Info("run cannot be converted; left unchanged", "reason", report.Reason, "message", report.Message)
-		return h.skip(raw, meta, string(report.Reason), report.Message, report.Warnings), h.skipOutcome(string(report.Reason))
+		v.Reason, v.Message = string(report.Reason), report.Message
 	}
+	return v
+}
+
+// audit answers for a run audited instead of converted: it is evaluated as
+// convert mode would (the same checks, resolution and conversion) and
+// admitted unchanged but for the audit annotations, with a warning saying
+// what convert mode would do. Never denied.
+func (h *Handler) audit(ctx context.Context, log *logr.Logger, req admission.Request, run *v1.PipelineRun, decodeErr error, meta metav1.ObjectMeta) (admission.Response, string) {
+	raw := req.Object.Raw
+	if r, ok := recordedAudit(meta.Annotations); ok {
+		// A reinvocation (another webhook changed the run after us; Tekton's
+		// defaulting does) or a copy of an audited run: the recorded verdict
+		// stands, as a skipped-reason does in convert mode, instead of a
+		// second resolution per run.
+		return withWarnings(admission.Allowed("audited earlier"), []string{r.warning(h.Strict)}), OutcomeAudited
+	}
+	var (
+		rec      auditRecord
+		warnings []string
+	)
+	if earlier, ok := transform.SkippedEarlier(meta.Annotations); ok {
+		// Convert mode would answer from this annotation without resolving.
+		rec = auditRecord{verdict: AuditWouldLeaveUnchanged, text: earlier}
+		rec.reason, _, _ = strings.Cut(earlier, ":")
+	} else if decodeErr != nil {
+		rec = wouldLeave(ReasonInvalidPipelineRun, decodeErr.Error())
+	} else {
+		v := h.evaluate(ctx, log, run, req.Namespace, req.DryRun != nil && *req.DryRun)
+		switch {
+		case v.Failure != "":
+			return withWarnings(admission.Allowed(""), []string{"audit: cannot tell what convert mode would do: " + v.Failure}), OutcomeInternalFail
+		case v.Outcome == transform.NothingToConvert:
+			return withWarnings(admission.Allowed("nothing to convert"), auditPrefixed(v.Report.Warnings)), OutcomeNothing
+		case v.Outcome == transform.AlreadyConverted:
+			return admission.Allowed("already converted"), OutcomeAlready
+		case v.Outcome == transform.Unchanged && v.Reason == string(resolve.ReasonDryRun):
+			// Not a verdict: the real create may convert. No annotation, as
+			// in convert mode, so `kubectl diff` shows no spurious change.
+			return withWarnings(admission.Allowed(""), []string{"audit: a dry run cannot tell what convert mode would do: " + transform.SkippedReason(v.Reason, v.Message)}), OutcomeAudited
+		case v.Outcome == transform.Unchanged:
+			rec, warnings = wouldLeave(v.Reason, v.Message), v.Report.Warnings
+		default: // Converted
+			// The patch convert mode would send must be computable too.
+			if _, err := patchRun(raw, req.Kind.Version, run, v.Converted); err != nil {
+				log.Error(err, "computing the patch failed")
+				return withWarnings(admission.Allowed(""), []string{"audit: convert mode would fail to compute the patch and admit the run unchanged: " + err.Error()}), OutcomeInternalFail
+			}
+			rec, warnings = wouldConvert(v.Report), v.Report.Warnings
+		}
+	}
+	label := reasonNone
+	if rec.verdict == AuditWouldLeaveUnchanged {
+		label = ReasonLabel(rec.reason)
+	}
+	verdicts.WithLabelValues(string(ModeAudit), verdictOf(rec.verdict), label).Inc()
+	log.Info("audited: admitted unchanged", "wouldBe", rec.verdict, "reason", rec.reason, "workspaces", rec.workspaces, "tasks", len(rec.tasks))
+	return h.auditAnswer(raw, meta, rec, warnings), OutcomeAudited
 }
 
 func (h *Handler) skipOutcome(reason string) string {
@@ -204,7 +335,12 @@ func (h *Handler) skipOutcome(reason string) string {
 // that only lacks remote resolution is not denied: the real create may well
 // be converted.
 func (h *Handler) denies(reason string) bool {
-	return h.Strict && reason != string(resolve.ReasonDryRun)
+	return h.strict() && reason != string(resolve.ReasonDryRun)
+}
+
+// strict is Strict outside audit mode: audit mode never denies.
+func (h *Handler) strict() bool {
+	return h.Strict && h.Mode != ModeAudit
 }
 
 // skip answers for a run that opted in but is not converted: admitted as it
@@ -222,6 +358,7 @@ func (h *Handler) skip(raw []byte, meta metav1.ObjectMeta, reason, message strin
 		return withWarnings(admission.Allowed(""), warnings)
 	}
 	after := meta.DeepCopy()
+	after.Annotations = WithoutAuditAnnotations(after.Annotations)
 	if after.Annotations == nil {
 		after.Annotations = map[string]string{}
 	}
@@ -241,7 +378,7 @@ type metadataOnly struct {
 
 // invalid answers for an object that cannot be read at all.
 func (h *Handler) invalid(err error) admission.Response {
-	if h.Strict {
+	if h.strict() {
 		return admission.Denied(warningPrefix + err.Error())
 	}
 	return withWarnings(admission.Allowed(""), []string{"run left unchanged: " + err.Error()})
@@ -251,7 +388,7 @@ func (h *Handler) invalid(err error) admission.Response {
 // works on its PVC), or denied in strict mode. Never a 5xx: with
 // failurePolicy Fail that would block every run for a bug of ours.
 func (h *Handler) failOpen(msg string) admission.Response {
-	if h.Strict {
+	if h.strict() {
 		return admission.Denied(warningPrefix + msg)
 	}
 	return withWarnings(admission.Allowed(""), []string{"run left unchanged: " + msg})

@@ -52,7 +52,7 @@ func TestGolden(t *testing.T) {
 		dir := filepath.Dir(input)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			t.Parallel()
-			got, raw, h, req := runCase(t, dir)
+			got, raw, h, req := runCase(t, dir, "")
 			assertNoArtefacts(t, raw, got)
 			if got.Patched {
 				assertReinvocationIsNoop(t, h, req, got.Object)
@@ -71,7 +71,8 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func runCase(t *testing.T, dir string) (answer, []byte, *webhook.Handler, admission.Request) {
+// runCase answers the case in dir; mode, when set, replaces its config's.
+func runCase(t *testing.T, dir string, mode webhook.Mode) (answer, []byte, *webhook.Handler, admission.Request) {
 	t.Helper()
 	review := readReview(t, filepath.Join(dir, "input.yaml"))
 	req := admission.Request{AdmissionRequest: *review.Request}
@@ -87,6 +88,10 @@ func runCase(t *testing.T, dir string) (answer, []byte, *webhook.Handler, admiss
 		go r.Run(ctx, 5*time.Millisecond)
 	}
 	h := webhooktest.Handler(c, cfg.Strict, cfg.Timeout(), testr.New(t))
+	h.Mode = webhook.Mode(cfg.Mode)
+	if mode != "" {
+		h.Mode = mode
+	}
 	resp := h.Handle(ctx, req)
 	got := answer{Allowed: resp.Allowed, Warnings: resp.Warnings, Patched: len(resp.Patches) > 0}
 	if !resp.Allowed && resp.Result != nil {

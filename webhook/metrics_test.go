@@ -30,3 +30,15 @@ func TestBuildInfo(t *testing.T) {
 }
 
 func goVersion() string { return runtime.Version() }
+
+// The reason label takes the reasons a run is left unchanged; anything else
+// (a skipped-reason a user wrote on a copied run) becomes "other".
+func TestReasonLabelIsBounded(t *testing.T) {
+	for in, want := range map[string]string{
+		"TaskSpecMissing": "TaskSpecMissing", "ResolutionTimeout": "ResolutionTimeout",
+		"VerificationPolicyInNamespace": "VerificationPolicyInNamespace", "InvalidPipelineRun": "InvalidPipelineRun",
+		"ResultsBudgetReduced": "ResultsBudgetReduced", "": "other", "taskspecmissing": "other", "made up": "other",
+	} {
+		require.Equal(t, want, ReasonLabel(in), "%q", in)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -40,23 +39,59 @@ func (c CachedNamespaces) NamespaceLabels(ctx context.Context, name string) (map
 	return ns.Labels, nil
 }
 
-// optedIn applies the opt-in rule: the run's own label decides when it is
-// "true" or "false"; otherwise the namespace's label must be "true". The
-// webhook configuration's selectors express the same rule, but they can be
-// edited, and a run can reach us through another configuration.
-func (h *Handler) optedIn(ctx context.Context, namespace string, runLabels map[string]string) (bool, error) {
-	if transform.OptedOut(runLabels, h.labelKey()) {
-		return false, nil
+// OptIn is what a run's and its namespace's opt-in labels ask for.
+type OptIn string
+
+const (
+	// NotOptedIn: neither label opts the run in.
+	NotOptedIn OptIn = ""
+	// OptedOut: the run's own label is "false".
+	OptedOut OptIn = "opted-out"
+	// OptInConverted: "true" decides; the handler's Mode still applies.
+	OptInConverted OptIn = "convert"
+	// OptInAudited: "audit" decides; the run is audited whatever the Mode.
+	OptInAudited OptIn = "audit"
+)
+
+// In reports whether the run opted in at all.
+func (o OptIn) In() bool { return o == OptInConverted || o == OptInAudited }
+
+// DecideOptIn applies the opt-in rule to a run's and its namespace's
+// labels: the run's own label decides when it is "true", "audit" or
+// "false"; otherwise the namespace's label must be "true" or "audit".
+func DecideOptIn(runLabels, namespaceLabels map[string]string, key string) OptIn {
+	if o, ok := optInValue(runLabels[key]); ok {
+		return o
 	}
-	if runLabels[h.labelKey()] == "true" {
-		return true, nil
+	if o, ok := optInValue(namespaceLabels[key]); ok && o != OptedOut {
+		return o
 	}
-	if h.Namespaces == nil || namespace == "" {
-		return false, nil
+	return NotOptedIn
+}
+
+func optInValue(v string) (OptIn, bool) {
+	switch v {
+	case OptInConvert:
+		return OptInConverted, true
+	case OptInAudit:
+		return OptInAudited, true
+	case OptOut:
+		return OptedOut, true
+	}
+	return NotOptedIn, false
+}
+
+// optIn applies DecideOptIn, reading the namespace's labels only when the
+// run's own label does not decide. The webhook configuration's selectors
+// express the same rule, but they can be edited, and a run can reach us
+// through another configuration.
+func (h *Handler) optIn(ctx context.Context, namespace string, runLabels map[string]string) (OptIn, error) {
+	if _, decided := optInValue(runLabels[h.labelKey()]); decided || h.Namespaces == nil || namespace == "" {
+		return DecideOptIn(runLabels, nil, h.labelKey()), nil
 	}
 	labels, err := h.Namespaces.NamespaceLabels(ctx, namespace)
 	if err != nil {
-		return false, err
+		return NotOptedIn, err
 	}
-	return labels[h.labelKey()] == "true", nil
+	return DecideOptIn(runLabels, labels, h.labelKey()), nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/offline"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
@@ -114,16 +115,21 @@ func convertRun(run *v1.PipelineRun, docs []offline.Document, labelKey string, o
 	if err != nil {
 		return nil, transform.Report{}, err
 	}
-	if report.Outcome == transform.Unchanged {
+	switch report.Outcome {
+	case transform.Unchanged:
 		out = skipped(out, report.Reason, report.Message)
+	case transform.Converted:
+		out.Annotations = webhook.WithoutAuditAnnotations(out.Annotations)
 	}
 	return out, report, nil
 }
 
 // skipped is run with the skipped-reason annotation the webhook stores on a
-// run it leaves unchanged.
+// run it leaves unchanged (and without an earlier audit's annotations, which
+// it removes).
 func skipped(run *v1.PipelineRun, reason transform.Reason, message string) *v1.PipelineRun {
 	out := run.DeepCopy()
+	out.Annotations = webhook.WithoutAuditAnnotations(out.Annotations)
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}

@@ -52,6 +52,14 @@ var singlePath = map[string]string{
 	"webhook/resolution-failed":  "a resolver that answers with a failure: offline there is only the files (a missing one is ReferenceNotFound)",
 	"transform/missing-task":     "a hub reference no file answers: a remote resolver says so as its own failure (ResolutionFailed, in its words), convert only knows no file was supplied (ReferenceNotFound); a missing Task read by name is webhook/missing-task, which both decide",
 	"webhook/not-opted-in":       "opt-in by the namespace's label, which convert cannot see (it takes every run as opted in)",
+
+	"webhook/audit-would-convert":         "audit mode: the webhook admits the run unchanged but for audit annotations; convert has no audit mode (TestAuditMatchesConvert in webhook compares the two modes)",
+	"webhook/audit-would-leave-unchanged": "audit mode, as audit-would-convert",
+	"webhook/audit-not-opted-in":          "audit mode, and opt-in by the namespace's label, which convert cannot see",
+	"webhook/audit-namespace-label":       "audited for its namespace's label, which convert cannot see",
+	"webhook/audit-run-label":             "audited for its \"audit\" label; convert shows the conversion itself",
+	"webhook/audit-recorded":              "audit mode, as audit-would-convert",
+	"webhook/audit-skipped-earlier":       "audit mode, as audit-would-convert",
 }
 
 // TestParityWithTheWebhook: every case of transform/testdata and

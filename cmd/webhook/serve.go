@@ -50,6 +50,7 @@ type serveFlags struct {
 	labelKey                   string
 	resolutionTimeout          time.Duration
 	strict                     bool
+	mode                       choice
 	ignoreVerificationPolicies bool
 
 	metricsAddr, healthAddr string
@@ -74,8 +75,10 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(admissionregistrationv1.Ignore), "failurePolicy of the printed configuration: Ignore or Fail")
 	f.options = transformFlags(fs)
 	f.tokenService, f.tokenOptions = tokenServiceFlags(fs)
-	fs.StringVar(&f.labelKey, "label-key", transform.EnabledLabel, `label that opts a run or namespace in ("true"; "false" on a run opts out)`)
+	fs.StringVar(&f.labelKey, "label-key", transform.EnabledLabel, `label that opts a run or namespace in ("true"; "audit" audits it, see --mode; "false" on a run opts out)`)
 	fs.DurationVar(&f.resolutionTimeout, "resolution-timeout", 8*time.Second, "deadline for resolving a run's references; the webhook timeout is this plus "+registration.TimeoutMargin.String())
+	f.mode = choice{value: string(webhook.ModeConvert), allowed: []string{string(webhook.ModeConvert), string(webhook.ModeAudit)}}
+	fs.Var(&f.mode, "mode", "convert: convert opted-in runs; audit: evaluate every opted-in run as convert would and admit it unchanged but for annotations recording the would-be outcome (oci-transport.tekton.dev/audit*), with a warning. A run or namespace labelled \"audit\" is audited in either mode (docs/migration.md)")
 	fs.BoolVar(&f.strict, "strict", false, "deny a run that opted in but cannot be converted, instead of admitting it unchanged with a warning")
 	fs.BoolVar(&f.ignoreVerificationPolicies, "ignore-verification-policies", false, "convert runs in namespaces with a Tekton VerificationPolicy too, bypassing the verification of the Pipeline and Tasks they inline (by default such runs are left unchanged; set it only on clusters without the VerificationPolicy CRD)")
 	fs.StringVar(&f.metricsAddr, "metrics-address", ":8080", "address of the Prometheus /metrics endpoint (0 disables)")
@@ -193,7 +196,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		Rest: rc, Host: f.host, Port: f.port,
 		CertDir: f.certDir, CertName: f.certName, KeyName: f.keyName,
 		MetricsAddr: f.metricsAddr, HealthAddr: f.healthAddr,
-		LabelKey: f.labelKey, Strict: f.strict, Options: opts,
+		LabelKey: f.labelKey, Strict: f.strict, Mode: webhook.Mode(f.mode.value), Options: opts,
 		ResolutionTimeout:          f.resolutionTimeout,
 		IgnoreVerificationPolicies: f.ignoreVerificationPolicies,
 		Log:                        log,

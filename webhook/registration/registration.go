@@ -128,13 +128,14 @@ func MutatingWebhookConfiguration(v Values) *admissionregistrationv1.MutatingWeb
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			// A run labelled "true", in any namespace.
-			webhook(RunWebhookName, in("true"), &metav1.LabelSelector{}),
-			// A run without the label (NotIn also matches a missing label) in a
-			// labelled namespace; "false" on the run opts out.
+			// A run labelled "true" (convert) or "audit", in any namespace.
+			webhook(RunWebhookName, in("true", "audit"), &metav1.LabelSelector{}),
+			// A run without such a label (NotIn also matches a missing
+			// label) in a namespace labelled "true" or "audit"; "false" on
+			// the run opts out.
 			webhook(NamespaceWebhookName,
-				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true", "false"}}}},
-				in("true")),
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true", "audit", "false"}}}},
+				in("true", "audit")),
 		},
 	}
 }

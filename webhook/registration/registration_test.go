@@ -21,6 +21,11 @@ func TestConfiguration(t *testing.T) {
 		require.Equal(t, []string{"v1"}, w.Rules[0].APIVersions)
 		require.Equal(t, Path, *w.ClientConfig.Service.Path)
 	}
+	// "true" converts, "audit" audits: both values reach the webhook, from
+	// a run's label or its namespace's; "false" on a run keeps it away.
+	require.Equal(t, []string{"true", "audit"}, mwc.Webhooks[0].ObjectSelector.MatchExpressions[0].Values)
+	require.Equal(t, []string{"true", "audit", "false"}, mwc.Webhooks[1].ObjectSelector.MatchExpressions[0].Values)
+	require.Equal(t, []string{"true", "audit"}, mwc.Webhooks[1].NamespaceSelector.MatchExpressions[0].Values)
 	require.Equal(t, int32(MaxTimeoutSeconds), TimeoutSeconds(time.Minute))
 	require.Equal(t, int32(3), TimeoutSeconds(500*time.Millisecond))
 }

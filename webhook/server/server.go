@@ -50,8 +50,10 @@ type Config struct {
 	// MetricsAddr and HealthAddr ("0" disables).
 	MetricsAddr, HealthAddr string
 
-	LabelKey          string
-	Strict            bool
+	LabelKey string
+	Strict   bool
+	// Mode is webhook.ModeConvert (also when empty) or webhook.ModeAudit.
+	Mode              webhook.Mode
 	Options           transform.Options
 	ResolutionTimeout time.Duration
 	// IgnoreVerificationPolicies converts runs in namespaces with a
@@ -152,6 +154,7 @@ func Run(ctx context.Context, cfg Config) error {
 	h := &webhook.Handler{
 		LabelKey:   cfg.LabelKey,
 		Strict:     cfg.Strict,
+		Mode:       cfg.Mode,
 		Options:    cfg.Options,
 		Resolver:   res,
 		Namespaces: webhook.CachedNamespaces{Reader: mgr.GetCache(), Live: mgr.GetAPIReader()},
@@ -172,7 +175,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("adding readyz: %w", err)
 	}
 	log.Info("serving", "path", registration.Path, "port", cfg.Port, "certDir", cfg.CertDir,
-		"labelKey", h.LabelKey, "strict", cfg.Strict, "resolutionTimeout", cfg.ResolutionTimeout.String(),
+		"labelKey", h.LabelKey, "strict", cfg.Strict, "mode", string(h.Mode), "resolutionTimeout", cfg.ResolutionTimeout.String(),
 		"ignoreVerificationPolicies", cfg.IgnoreVerificationPolicies)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)

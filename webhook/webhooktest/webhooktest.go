@@ -46,6 +46,8 @@ const DefaultNamespace = "team-a"
 type Config struct {
 	Strict            bool   `json:"strict"`
 	ResolutionTimeout string `json:"resolutionTimeout"`
+	// Mode is the handler's --mode (convert when empty).
+	Mode string `json:"mode"`
 }
 
 // ReadConfig reads path; a missing file is the zero Config.
