@@ -4,6 +4,10 @@
 //	webhook [serve] [flags]               serve admission (the default)
 //	webhook convert -f run.yaml [-f ...]  print the converted run; exit 0 converted,
 //	                                      3 left unchanged, 1 bad input
+//	webhook report [-n ns | -A | -f files] [-o json]
+//	                                      what the webhook would do with every run that
+//	                                      binds a volumeClaimTemplate, and the PVC storage
+//	                                      conversion would stop requesting (docs/migration.md)
 //	webhook token-key stage|promote|retire [flags]
 //	                                      one phase of a rotation of the registry
 //	                                      token signing key (docs/security.md)
@@ -43,6 +47,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "convert":
 		return runConvert(args, stdin, stdout, stderr)
+	case "report":
+		return runReport(args, stdin, stdout, stderr)
 	case "token-key":
 		return tokenKey(args, stdout, stderr, secretsFromKubeconfig)
 	case "version":
@@ -50,7 +56,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	default:
 		// a typo must not start a server
-		fmt.Fprintf(stderr, "webhook: unknown command %q: want serve (the default), convert, token-key or version\n", cmd)
+		fmt.Fprintf(stderr, "webhook: unknown command %q: want serve (the default), convert, report, token-key or version\n", cmd)
 		return 2
 	}
 }

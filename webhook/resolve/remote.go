@@ -97,7 +97,9 @@ func (r *Resolver) remote(ctx context.Context, namespace, resolver string, resol
 // deadline so a timed-out request does not stay behind.
 func (r *Resolver) cleanup(ctx context.Context, req *resolutionv1beta1.ResolutionRequest) {
 	ctx = context.WithoutCancel(ctx)
+	r.cleanups.Add(1)
 	go func() {
+		defer r.cleanups.Done()
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if err := r.Client.Delete(ctx, req, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {

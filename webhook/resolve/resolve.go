@@ -9,6 +9,7 @@ package resolve
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -53,6 +54,16 @@ type Resolver struct {
 	// Observe, when set, is called once per reference resolved.
 	Observe func(resolver string, took time.Duration, err error)
 	Log     logr.Logger
+
+	// cleanups are the ResolutionRequest deletions still running (Wait).
+	cleanups sync.WaitGroup
+}
+
+// Wait returns once the ResolutionRequests created so far are deleted (or
+// their deletion gave up): a command that exits after resolving calls it so
+// that it leaves none behind.
+func (r *Resolver) Wait() {
+	r.cleanups.Wait()
 }
 
 // Resolve returns what transform needs for run (package resolution decides
