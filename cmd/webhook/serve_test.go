@@ -49,6 +49,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{"--step-command="},
 		{"typo"}, // positional arguments are no flags
 		{"--results-budget=strict"},
+		{"--mode=enforce"},
 		{"--token-service-address=:9444", "--namespace=tot", "--token-ttl=2h"},
 		{"--token-service-address=:9444", "--namespace="}, // where its Secret lives
 		{"--token-service-address=:9444", "--namespace=tot", "--token-audience="},
