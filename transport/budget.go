@@ -18,6 +18,9 @@ const (
 	// MiB more at --concurrency 4).
 	defaultChunk = 2 << 20
 	minChunk     = 1 << 20
+	// recordMemory is what a changed path holds while its layer is
+	// written: its record (136 bytes) and its path and source strings.
+	recordMemory = 224
 )
 
 // pushMemory is how a push spends its memory budget.
@@ -33,19 +36,20 @@ func (m pushMemory) cost() int64 {
 	return int64(m.workers)*workerMemory + int64(m.blocks)*blockBytes + int64(m.concurrency)*int64(m.chunk+layerMemory)
 }
 
-// planPushMemory gives the compression and upload pipeline a quarter of the
-// budget. The rest is for what does not depend on these settings: the Go
-// runtime and the binary (about 10 MiB), the scan's records (about 200
-// bytes per changed path), and the garbage collector's headroom (the step
-// sets GOMEMLIMIT to 3/4 of the budget). Over its share, the pipeline gives
-// up, in this order: spare blocks (each worker keeps one queued), half of
-// the chunk, workers above 2, layers in flight, the second worker. With the
-// default 128 MiB and --concurrency 4 on 2 cores nothing is given up.
-func planPushMemory(budget int64, concurrency, cpus int) pushMemory {
+// planPushMemory gives the compression and upload pipeline a quarter of
+// what the budget leaves after the records of the changed paths. The rest
+// is for what does not depend on these settings: the Go runtime and the
+// binary (about 10 MiB) and the garbage collector's headroom (the step sets
+// GOMEMLIMIT to 3/4 of the budget). Over its share, the pipeline gives up,
+// in this order: spare blocks (each worker keeps one queued), half of the
+// chunk, workers above 2, layers in flight, the second worker. With the
+// default 128 MiB, --concurrency 4 and 2 cores nothing is given up below
+// about 30 000 changed paths.
+func planPushMemory(budget int64, records, concurrency, cpus int) pushMemory {
 	if budget <= 0 {
 		budget = DefaultMemoryBudget
 	}
-	share := budget / 4
+	share := (budget - int64(records)*recordMemory) / 4
 	m := pushMemory{concurrency: max(concurrency, 1), workers: max(cpus, 1), chunk: defaultChunk}
 	m.blocks = 2*m.workers + m.concurrency
 	for m.cost() > share && m.blocks > m.workers+m.concurrency {

@@ -8,29 +8,32 @@ import (
 
 func TestPlanPushMemory(t *testing.T) {
 	for _, c := range []struct {
-		name              string
-		budget            int64
-		concurrency, cpus int
-		want              pushMemory
+		name                       string
+		budget                     int64
+		records, concurrency, cpus int
+		want                       pushMemory
 	}{
-		{"the default budget on 2 cores gives up nothing", 0, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 8, chunk: 2 << 20}},
-		{"a 128 MiB container is the default", 128 << 20, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 8, chunk: 2 << 20}},
-		{"spare blocks go first", 112 << 20, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 6, chunk: 2 << 20}},
-		{"64 MiB: smaller chunks, fewer layers in flight", 64 << 20, 4, 2, pushMemory{concurrency: 2, workers: 2, blocks: 4, chunk: 1 << 20}},
-		{"many cores: workers above 2 go before layers", 128 << 20, 4, 16, pushMemory{concurrency: 4, workers: 4, blocks: 8, chunk: 1 << 20}},
-		{"a big budget uses the cores", 1 << 30, 4, 16, pushMemory{concurrency: 4, workers: 16, blocks: 36, chunk: 2 << 20}},
-		{"too small for anything: one of each", 8 << 20, 4, 8, pushMemory{concurrency: 1, workers: 1, blocks: 2, chunk: 1 << 20}},
-		{"--concurrency 1", 0, 1, 2, pushMemory{concurrency: 1, workers: 2, blocks: 5, chunk: 2 << 20}},
+		{"the default budget on 2 cores gives up nothing", 0, 0, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 8, chunk: 2 << 20}},
+		{"a 128 MiB container is the default", 128 << 20, 0, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 8, chunk: 2 << 20}},
+		{"spare blocks go first", 112 << 20, 0, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 6, chunk: 2 << 20}},
+		{"64 MiB: smaller chunks, fewer layers in flight", 64 << 20, 0, 4, 2, pushMemory{concurrency: 2, workers: 2, blocks: 4, chunk: 1 << 20}},
+		{"many cores: workers above 2 go before layers", 128 << 20, 0, 4, 16, pushMemory{concurrency: 4, workers: 4, blocks: 8, chunk: 1 << 20}},
+		{"a big budget uses the cores", 1 << 30, 0, 4, 16, pushMemory{concurrency: 4, workers: 16, blocks: 36, chunk: 2 << 20}},
+		{"too small for anything: one of each", 8 << 20, 0, 4, 8, pushMemory{concurrency: 1, workers: 1, blocks: 2, chunk: 1 << 20}},
+		{"--concurrency 1", 0, 0, 1, 2, pushMemory{concurrency: 1, workers: 2, blocks: 5, chunk: 2 << 20}},
+		{"30 000 changed paths: nothing given up", 0, 30000, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 8, chunk: 2 << 20}},
+		{"200 000 changed paths take 43 MiB of the budget", 0, 200000, 4, 2, pushMemory{concurrency: 3, workers: 2, blocks: 5, chunk: 1 << 20}},
+		{"more records than budget: one of each", 128 << 20, 1 << 20, 4, 2, pushMemory{concurrency: 1, workers: 1, blocks: 2, chunk: 1 << 20}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got := planPushMemory(c.budget, c.concurrency, c.cpus)
+			got := planPushMemory(c.budget, c.records, c.concurrency, c.cpus)
 			require.Equal(t, c.want, got)
 			b := c.budget
 			if b == 0 {
 				b = DefaultMemoryBudget
 			}
 			if got.concurrency > 1 || got.workers > 1 {
-				require.LessOrEqual(t, got.cost(), b/4, "within a quarter of the budget")
+				require.LessOrEqual(t, got.cost(), (b-int64(c.records)*recordMemory)/4, "within a quarter of what the records leave")
 			}
 			require.LessOrEqual(t, got.concurrency, max(c.concurrency, 1), "never above --concurrency")
 			require.GreaterOrEqual(t, got.blocks, got.workers+1, "a worker always has a block to fill")
@@ -38,15 +41,22 @@ func TestPlanPushMemory(t *testing.T) {
 	}
 }
 
-// More budget never gives less of anything.
+// More budget never gives less of anything, more changed paths never more.
 func TestPlanPushMemoryIsMonotonic(t *testing.T) {
 	for _, cpus := range []int{1, 2, 4, 16, 64} {
-		prev := planPushMemory(1<<20, 4, cpus)
+		prev := planPushMemory(1<<20, 0, 4, cpus)
 		for b := int64(2 << 20); b <= 2<<30; b += 1 << 20 {
-			m := planPushMemory(b, 4, cpus)
+			m := planPushMemory(b, 0, 4, cpus)
 			require.GreaterOrEqual(t, m.concurrency, prev.concurrency, "budget %d, %d cores", b, cpus)
 			require.GreaterOrEqual(t, m.chunk, prev.chunk, "budget %d, %d cores", b, cpus)
 			require.GreaterOrEqual(t, m.cost(), prev.cost(), "budget %d, %d cores", b, cpus)
+			prev = m
+		}
+		prev = planPushMemory(0, 0, 4, cpus)
+		for n := 10000; n <= 1000000; n += 10000 {
+			m := planPushMemory(0, n, 4, cpus)
+			require.LessOrEqual(t, m.concurrency, prev.concurrency, "%d paths, %d cores", n, cpus)
+			require.LessOrEqual(t, m.cost(), prev.cost(), "%d paths, %d cores", n, cpus)
 			prev = m
 		}
 	}

@@ -153,7 +153,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	// past this point, and the baseline's records go to the collector too
 	// (a record each of every path of a big tree).
 	base.records = nil
-	mem := planPushMemory(o.MemoryBudget, o.Concurrency, runtime.GOMAXPROCS(0))
+	mem := planPushMemory(o.MemoryBudget, len(changed), o.Concurrency, runtime.GOMAXPROCS(0))
 	if o.SpoolMemory > 0 {
 		mem.chunk = o.SpoolMemory
 	}
