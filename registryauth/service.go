@@ -104,6 +104,10 @@ func New(rc *rest.Config, o Options) (*Service, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	// Its own client rate: the webhook's default (5 requests/s) would queue
+	// TokenReviews behind each other at a few registry tokens a second.
+	rc = rest.CopyConfig(rc)
+	rc.QPS, rc.Burst = 100, 200
 	ac, err := authenticationv1client.NewForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -116,7 +120,10 @@ func New(rc *rest.Config, o Options) (*Service, error) {
 	return &Service{
 		Handler: &Handler{
 			Service: o.Service, Issuer: o.Issuer, RepositoryPrefix: o.RepositoryPrefix, TTL: o.TTL,
-			Auth: &Reviewer{Reviews: ac.TokenReviews(), Audience: o.Audience},
+			Auth: &CachedAuthenticator{
+				Next: &Reviewer{Reviews: ac.TokenReviews(), Audience: o.Audience},
+				TTL:  DefaultReviewCacheTTL, Max: 10000,
+			},
 			Keys: keys, Log: o.Log,
 		},
 		Keys:     keys,

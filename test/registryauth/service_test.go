@@ -79,7 +79,8 @@ func TestRefusedCredentials(t *testing.T) {
 }
 
 // A pod-bound token stops working when its pod is deleted (the API server
-// caches a successful authentication for a few seconds).
+// caches a successful authentication for 10 s, the token service its
+// TokenReviews for DefaultReviewCacheTTL, 10 s).
 func TestTokenOfADeletedPodIsRefused(t *testing.T) {
 	needSuite(t)
 	ctx := context.Background()
