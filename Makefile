@@ -75,7 +75,7 @@ equivalence:
 bench: bench-transport
 	$(GO) test -run '^$$' -bench . -benchmem ./transform/...
 
-## bench-webhook: admission of the inline 13-task run over HTTPS at 100 req/s for 30 s, 1 000 Tasks cached (real kube-apiserver)
+## bench-webhook: admission of the inline 13-task run over HTTPS at 100 req/s for 30 s, 1 000 Tasks cached (real kube-apiserver); BENCH_TOKENS=1 also issues registry tokens at the same rate from the same process
 bench-webhook:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/webhook ./cmd/webhook
 	KUBEBUILDER_ASSETS=$$($(TOOLS) envtest) WEBHOOK_BIN=$(abspath $(BIN))/webhook BENCH_WEBHOOK=1 \

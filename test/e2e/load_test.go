@@ -22,10 +22,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -78,11 +80,23 @@ func TestLoad(t *testing.T) {
 	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mp))
 	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "serve", "--kubeconfig", kubeconfig,
+	args := []string{"serve", "--kubeconfig", kubeconfig,
 		"--listen-host", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--cert-dir", suite.env.WebhookInstallOptions.LocalServingCertDir,
 		"--metrics-address", metricsAddr, "--health-address", health,
-		"--registry", options.Registry, "--step-image", options.StepImage)
+		"--registry", options.Registry, "--step-image", options.StepImage}
+	// BENCH_TOKENS=1: the registry token service runs in the same process
+	// (as the chart's default install), and registry tokens are issued at
+	// the same rate as admissions, at the same time.
+	tokens := os.Getenv("BENCH_TOKENS") == "1"
+	tokenAddr := ""
+	if tokens {
+		tp, err := freePort()
+		require.NoError(t, err)
+		tokenAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tp))
+		args = append(args, "--namespace", e.ns, "--token-service-address", tokenAddr)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if limit := os.Getenv("BENCH_GOMEMLIMIT"); limit != "" {
 		// As the chart sets it from the container's memory limit.
@@ -136,12 +150,17 @@ func TestLoad(t *testing.T) {
 	require.NotEmpty(t, review.Response.Patch)
 	require.Equal(t, admissionv1.PatchTypeJSONPatch, *review.Response.PatchType)
 
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		failures  []error
-		wg        sync.WaitGroup
-	)
+	var issue func() (time.Duration, error)
+	if tokens {
+		issue = tokenIssuer(t, e, tokenAddr)
+		for range 20 { // warm-up, and proof that tokens are issued
+			_, err := issue()
+			require.NoError(t, err)
+		}
+	}
+
+	admissions, tokenLat := newSeries(), newSeries()
+	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	end := time.Now().Add(duration)
 	for now := range tick.C {
@@ -149,29 +168,23 @@ func TestLoad(t *testing.T) {
 			break
 		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			took, err := post()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failures = append(failures, err)
-				return
-			}
-			latencies = append(latencies, took)
-		}()
+		go func() { defer wg.Done(); admissions.add(post()) }()
+		if issue != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); tokenLat.add(issue()) }()
+		}
 	}
 	tick.Stop()
 	wg.Wait()
 	peak := rss(t, cmd.Process.Pid)
-	require.Empty(t, failures)
+	require.Empty(t, admissions.failed(), "admissions")
+	require.Empty(t, tokenLat.failed(), "registry tokens")
 
-	slices.Sort(latencies)
-	pct := func(p float64) time.Duration { return latencies[int(p*float64(len(latencies)-1))] }
-	report := fmt.Sprintf("webhook load: %d requests at %d/s for %s, 13-task inline run, %d Tasks cached: p50 %s, p90 %s, p99 %s, max %s; RSS idle %s, after load %s, peak %s",
-		len(latencies), rate, duration, tasks,
-		pct(.50).Round(10*time.Microsecond), pct(.90).Round(10*time.Microsecond), pct(.99).Round(10*time.Microsecond), latencies[len(latencies)-1].Round(10*time.Microsecond),
-		idle, peak, peak.hwm)
+	report := fmt.Sprintf("webhook load: %d requests at %d/s for %s, 13-task inline run, %d Tasks cached: %s; RSS idle %s, after load %s, peak %s",
+		len(admissions.latencies), rate, duration, tasks, admissions.percentiles(), idle, peak, peak.hwm)
+	if tokens {
+		report += fmt.Sprintf("; registry tokens at the same time, %d at %d/s (TokenReview each): %s", len(tokenLat.latencies), rate, tokenLat.percentiles())
+	}
 	report += "; server side (handler histogram): " + serverSide(t, "http://"+metricsAddr+"/metrics")
 	t.Log(report)
 	fmt.Println(report)
@@ -369,5 +382,87 @@ func benchPipelineTask(name string, after []string) v1.PipelineTask {
 				{Name: "check", Image: "busybox", Script: "ls -la $(workspaces.source.path)"},
 			},
 		}},
+	}
+}
+
+// series collects the latencies (and failures) of one kind of request.
+type series struct {
+	mu        sync.Mutex
+	latencies []time.Duration
+	failures  []error
+}
+
+func newSeries() *series { return &series{} }
+
+func (s *series) add(took time.Duration, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.failures = append(s.failures, err)
+		return
+	}
+	s.latencies = append(s.latencies, took)
+}
+
+// failed says how many requests failed and the first error, or "".
+func (s *series) failed() string {
+	if len(s.failures) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d failed, first: %v", len(s.failures), len(s.failures)+len(s.latencies), s.failures[0])
+}
+
+func (s *series) percentiles() string {
+	slices.Sort(s.latencies)
+	if len(s.latencies) == 0 {
+		return "no data"
+	}
+	pct := func(p float64) time.Duration {
+		return s.latencies[int(p*float64(len(s.latencies)-1))].Round(10 * time.Microsecond)
+	}
+	return fmt.Sprintf("p50 %s, p90 %s, p99 %s, max %s", pct(.50), pct(.90), pct(.99), s.latencies[len(s.latencies)-1].Round(10*time.Microsecond))
+}
+
+// tokenIssuer returns a request for a registry token as an injected step
+// makes it: the step's projected ServiceAccount token (TokenRequest API,
+// the token service's audience) as the Basic password, a pull,push scope on
+// a repository of the run's namespace.
+func tokenIssuer(t *testing.T, e *env, addr string) func() (time.Duration, error) {
+	t.Helper()
+	ctx := context.Background()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bench-steps", Namespace: e.ns}}
+	require.NoError(t, e.c.Create(ctx, sa))
+	exp := int64(3600)
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences: []string{registryauth.DefaultAudience}, ExpirationSeconds: &exp,
+	}}
+	require.NoError(t, e.c.SubResource("token").Create(ctx, sa, tr))
+	saToken := tr.Status.Token
+	require.NotEmpty(t, saToken)
+	// the webhook runs with the default --repository-prefix
+	url := fmt.Sprintf("http://%s/token?service=%s&scope=repository:tekton-oci-transport/%s/bench/ws:pull,push",
+		addr, registryauth.DefaultService, e.ns)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 200}}
+	return func() (time.Duration, error) {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.SetBasicAuth("step", saToken)
+		s := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		took := time.Since(s)
+		if err != nil {
+			return 0, err
+		}
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(data, []byte(`"token"`)) {
+			return 0, fmt.Errorf("no token (%d): %.300s", resp.StatusCode, data)
+		}
+		return took, nil
 	}
 }
