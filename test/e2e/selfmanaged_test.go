@@ -22,9 +22,10 @@ import (
 )
 
 // TestSelfManagedTLS runs a server in self-managed mode against a webhook
-// configuration registered without a caBundle: the server generates its CA
-// and certificate, stores them in a Secret, writes the caBundle, and the API
-// server then calls it over TLS and the run is converted.
+// configuration registered without a caBundle: cert-controller generates
+// the CA and certificate into a Secret, the server writes the caBundle and
+// serves the certificate, and the API server then calls it over TLS and the
+// run is converted. Then the Secret is deleted.
 func TestSelfManagedTLS(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -49,7 +50,8 @@ func TestSelfManagedTLS(t *testing.T) {
 			SelfManaged: &selfcert.Config{
 				SecretNamespace: e.ns, SecretName: "webhook-tls",
 				ServiceName: "localhost", ServiceNamespace: e.ns,
-				WebhookConfiguration: name, Interval: time.Second,
+				WebhookConfiguration: name, CheckInterval: time.Second,
+				Propagation: time.Second, Retire: 3 * time.Second,
 			},
 			Log: logr.Discard(),
 		})
@@ -70,7 +72,7 @@ func TestSelfManagedTLS(t *testing.T) {
 	}, 20*time.Second, 100*time.Millisecond)
 	secret := &corev1.Secret{}
 	require.NoError(t, e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "webhook-tls"}, secret))
-	require.Equal(t, ca, secret.Data[selfcert.KeyCACert])
+	require.Equal(t, ca, secret.Data["ca.crt"])
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(ca))
 	require.Eventually(t, func() bool {
@@ -88,17 +90,24 @@ func TestSelfManagedTLS(t *testing.T) {
 	require.NoError(t, e.c.Create(ctx, run))
 	requireConverted(t, e.get(t, run))
 
-	// Rotation without a restart: the Secret is gone, a new CA and
-	// certificate are generated, written into the cert dir (which the server
-	// reloads) and into the caBundle.
+	// A deleted Secret: created again and filled with a new CA, which is
+	// published beside the CA in use (never instead of it), served after
+	// Propagation, and the old CA retired after Retire; no restart.
 	require.NoError(t, e.c.Delete(ctx, secret))
+	var both []byte
 	require.Eventually(t, func() bool {
 		got := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		return e.c.Get(ctx, client.ObjectKey{Name: name}, got) == nil && string(got.Webhooks[0].ClientConfig.CABundle) != string(ca)
-	}, 20*time.Second, 100*time.Millisecond)
+		if e.c.Get(ctx, client.ObjectKey{Name: name}, got) != nil {
+			return false
+		}
+		both = got.Webhooks[0].ClientConfig.CABundle
+		return string(both) != string(ca)
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Contains(t, string(both), string(ca), "the CA in use stays in the caBundle")
 	require.NoError(t, e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "webhook-tls"}, secret))
+	require.Contains(t, string(both), string(secret.Data["ca.crt"]), "beside the new CA")
 	fresh := x509.NewCertPool()
-	require.True(t, fresh.AppendCertsFromPEM(secret.Data[selfcert.KeyCACert]))
+	require.True(t, fresh.AppendCertsFromPEM(secret.Data["ca.crt"]))
 	require.Eventually(t, func() bool {
 		conn, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), &tls.Config{RootCAs: fresh, ServerName: "localhost"})
 		if err != nil {
@@ -107,9 +116,13 @@ func TestSelfManagedTLS(t *testing.T) {
 		conn.Close()
 		return true
 	}, 20*time.Second, 100*time.Millisecond, "the server reloads the new certificate from its directory")
-	time.Sleep(500 * time.Millisecond)
 	again := e.load(t, "inline-run.yaml").(*v1.PipelineRun)
 	again.Labels = map[string]string{labelKey: "true"}
 	require.NoError(t, e.c.Create(ctx, again))
 	requireConverted(t, e.get(t, again))
+	require.Eventually(t, func() bool {
+		got := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		return e.c.Get(ctx, client.ObjectKey{Name: name}, got) == nil &&
+			string(got.Webhooks[0].ClientConfig.CABundle) == string(secret.Data["ca.crt"])
+	}, 20*time.Second, 100*time.Millisecond, "the old CA is retired")
 }

@@ -1,42 +1,80 @@
-// Package selfcert is the TLS mode for clusters without cert-manager: it
-// generates a CA and a serving certificate, shares them between replicas
-// through one Secret (the first replica creates it, the others read it, so all
-// serve the same certificate), writes them into the server's certificate
-// directory, and keeps the caBundle of the webhook's own
-// MutatingWebhookConfiguration (and no other) pointing at the CA.
+// Package selfcert is the TLS mode for clusters without cert-manager.
+//
+// github.com/open-policy-agent/cert-controller (the rotator Gatekeeper uses)
+// generates the CA and the serving certificate, keeps both in one Secret
+// that every replica shares, and renews them before they expire. It would
+// also inject its CA into the webhook configuration, but that is the step
+// it does in the wrong order for a rotation of the CA: it writes the new CA
+// and the new certificate together and sets the caBundle to the new CA
+// alone, so until every replica serves the new certificate, and again until
+// the API server reads the new caBundle, TLS fails. So it injects nothing,
+// and this package publishes and serves, per replica:
+//
+//  1. publish: the Secret's CA is added to the caBundle of every webhook of
+//     our own MutatingWebhookConfiguration (and no other), beside the CAs
+//     already there;
+//  2. serve: the Secret's certificate is written into the server's
+//     certificate directory once its CA has been in the caBundle for
+//     Propagation (the API server reads configurations through an informer,
+//     a moment after they are stored); a certificate renewed under the CA
+//     already served is written at once;
+//  3. retire: the superseded CAs are dropped from the caBundle once the new
+//     one has been there for Retire and is served.
+//
+// Each replica reports ready only while the certificate it serves is in
+// place and its CA is in the caBundle the API server uses.
+//
+// A deleted Secret drops nothing: the replicas keep serving what they serve
+// and the caBundle keeps its CA; the deletion is logged as an error, the
+// Secret is created again (empty), cert-controller fills it with a new CA,
+// and that new CA goes through the three steps above like any rotation.
 package selfcert
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// Secret keys. ca.crt may hold two CAs during a rotation.
+// secretCAKey is where cert-controller keeps the CA in the Secret (its key
+// is ca.key); the serving certificate and key are under the certificate
+// directory's file names (tls.crt and tls.key by default).
+const secretCAKey = "ca.crt"
+
+// Defaults of Config.
 const (
-	KeyCACert = "ca.crt"
-	KeyCert   = corev1.TLSCertKey
-	KeyKey    = corev1.TLSPrivateKeyKey
+	DefaultCAValidity    = 10 * 365 * 24 * time.Hour
+	DefaultValidity      = 365 * 24 * time.Hour
+	DefaultRenewBefore   = 90 * 24 * time.Hour
+	DefaultCheckInterval = time.Hour
+	DefaultPropagation   = time.Minute
+	DefaultRetire        = time.Hour
+	DefaultStartTimeout  = 2 * time.Minute
 )
 
 // Config of the self-managed mode.
@@ -48,134 +86,69 @@ type Config struct {
 	// WebhookConfiguration is the MutatingWebhookConfiguration whose caBundle
 	// is kept current.
 	WebhookConfiguration string
-	// Validity of the serving certificate (one year if zero); it is renewed
-	// when a third of it is left.
-	Validity time.Duration
-	// Interval of Keep's checks (one minute if zero): a `helm upgrade` may
-	// reset the caBundle, which must not stay broken until a restart.
-	Interval time.Duration
+
+	// CAValidity and Validity are the lifetimes of the CA and of the serving
+	// certificate; each is renewed when it has less than RenewBefore left
+	// (checked every CheckInterval and whenever the Secret changes).
+	// cert-controller's CaCertDuration, ServerCertDuration,
+	// LookaheadInterval and RotationCheckFrequency; zero means the Default.
+	CAValidity, Validity, RenewBefore, CheckInterval time.Duration
+	// Propagation and Retire order a rotation of the CA (see the package
+	// documentation); Retire must exceed Propagation. Zero means the Default.
+	Propagation, Retire time.Duration
+	// StartTimeout bounds Start's wait for the first certificate.
+	StartTimeout time.Duration
 
 	// Set by the server.
-	Client                     client.Client
+	Rest                       *rest.Config
 	CertDir, CertName, KeyName string
 	Log                        logr.Logger
 }
 
 func (c *Config) defaults() {
-	if c.Validity == 0 {
-		c.Validity = 365 * 24 * time.Hour
-	}
-	if c.Interval == 0 {
-		c.Interval = time.Minute
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.CAValidity, DefaultCAValidity}, {&c.Validity, DefaultValidity}, {&c.RenewBefore, DefaultRenewBefore},
+		{&c.CheckInterval, DefaultCheckInterval}, {&c.Propagation, DefaultPropagation}, {&c.Retire, DefaultRetire},
+		{&c.StartTimeout, DefaultStartTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
 	if c.CertName == "" {
-		c.CertName = KeyCert
+		c.CertName = corev1.TLSCertKey
 	}
 	if c.KeyName == "" {
-		c.KeyName = KeyKey
+		c.KeyName = corev1.TLSPrivateKeyKey
 	}
 }
 
-// Ensure makes sure the Secret holds a valid certificate, writes it into
-// CertDir and sets the caBundle.
-func (c *Config) Ensure(ctx context.Context) error {
-	c.defaults()
-	secret, err := c.secret(ctx)
-	if err != nil {
-		return err
-	}
-	if err := c.write(secret); err != nil {
-		return err
-	}
-	return c.patchCABundle(ctx, secret.Data[KeyCACert])
-}
-
-// Keep repeats Ensure every Interval until ctx ends.
-func (c *Config) Keep(ctx context.Context) {
-	c.defaults()
-	t := time.NewTicker(c.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := c.Ensure(ctx); err != nil && ctx.Err() == nil {
-				c.Log.Error(err, "keeping self-managed certificate")
-			}
+func (c *Config) validate() error {
+	var errs []error
+	for what, v := range map[string]string{
+		"secret namespace": c.SecretNamespace, "secret name": c.SecretName, "service name": c.ServiceName,
+		"service namespace": c.ServiceNamespace, "webhook configuration": c.WebhookConfiguration, "certificate directory": c.CertDir,
+	} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("no %s", what))
 		}
 	}
-}
-
-// secret returns the shared Secret, creating or renewing it when needed.
-func (c *Config) secret(ctx context.Context) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: c.SecretNamespace, Name: c.SecretName}
-	for range 5 {
-		s := &corev1.Secret{}
-		err := c.Client.Get(ctx, key, s)
-		switch {
-		case apierrors.IsNotFound(err):
-			data, err := c.generate(nil)
-			if err != nil {
-				return nil, err
-			}
-			s = &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
-					Labels: map[string]string{"app.kubernetes.io/managed-by": "tekton-oci-transport"}},
-				Type: corev1.SecretTypeTLS,
-				Data: data,
-			}
-			if err := c.Client.Create(ctx, s); apierrors.IsAlreadyExists(err) {
-				continue // another replica won: read theirs
-			} else if err != nil {
-				return nil, fmt.Errorf("creating secret %s: %w", key, err)
-			}
-			c.Log.Info("generated CA and serving certificate", "secret", key.String())
-			return s, nil
-		case err != nil:
-			return nil, fmt.Errorf("reading secret %s: %w", key, err)
-		}
-		if c.fresh(s.Data) {
-			return s, nil
-		}
-		data, err := c.generate(s.Data[KeyCACert])
-		if err != nil {
-			return nil, err
-		}
-		s.Data = data
-		// Optimistic: resourceVersion makes a concurrent renewal by another
-		// replica fail here, and we read theirs on the next round.
-		if err := c.Client.Update(ctx, s); apierrors.IsConflict(err) {
-			continue
-		} else if err != nil {
-			return nil, fmt.Errorf("renewing secret %s: %w", key, err)
-		}
-		c.Log.Info("renewed CA and serving certificate", "secret", key.String())
-		return s, nil
+	if c.Rest == nil {
+		errs = append(errs, errors.New("no Kubernetes configuration"))
 	}
-	return nil, fmt.Errorf("secret %s kept changing under us", key)
-}
-
-// fresh: the serving certificate parses, names our service, chains to a CA
-// in the bundle, and has more than a third of its validity left.
-func (c *Config) fresh(data map[string][]byte) bool {
-	block, _ := pem.Decode(data[KeyCert])
-	if block == nil {
-		return false
+	if c.RenewBefore >= c.Validity {
+		errs = append(errs, fmt.Errorf("renewal %s before expiry must be shorter than the validity %s", c.RenewBefore, c.Validity))
 	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return false
+	if c.CAValidity < c.Validity {
+		errs = append(errs, fmt.Errorf("the CA's validity %s must not be shorter than the certificate's %s", c.CAValidity, c.Validity))
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data[KeyCACert]) {
-		return false
+	if c.Retire <= c.Propagation {
+		errs = append(errs, fmt.Errorf("retire %s must exceed propagation %s", c.Retire, c.Propagation))
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{DNSName: c.dnsNames()[0], Roots: pool}); err != nil {
-		return false
-	}
-	left := time.Until(cert.NotAfter)
-	return left > cert.NotAfter.Sub(cert.NotBefore)/3
+	return errors.Join(errs...)
 }
 
 func (c *Config) dnsNames() []string {
@@ -183,96 +156,360 @@ func (c *Config) dnsNames() []string {
 	return []string{svc, svc + ".cluster.local", c.ServiceName + "." + c.ServiceNamespace, c.ServiceName}
 }
 
-// generate makes a new CA and serving certificate. oldCA is kept in the
-// bundle so the API server still trusts replicas serving the previous
-// certificate until they pick up the new one.
-func (c *Config) generate(oldCA []byte) (map[string][]byte, error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating CA key: %w", err)
+// instances numbers the rotations of this process: controller-runtime
+// wants each controller name once (the e2e tests run several servers in one
+// process).
+var instances atomic.Int64
+
+func controllerName(base string, instance int64) string {
+	if instance > 1 {
+		return fmt.Sprintf("%s-%d", base, instance)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "tekton-oci-transport-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(2 * c.Validity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("signing CA: %w", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, fmt.Errorf("parsing CA: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating serving key: %w", err)
-	}
-	names := c.dnsNames()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(c.Validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("signing serving certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("encoding serving key: %w", err)
-	}
-	bundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	if first := firstCert(oldCA); first != nil {
-		bundle = append(bundle, first...)
-	}
-	return map[string][]byte{
-		KeyCACert: bundle,
-		KeyCert:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyKey:    pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}, nil
+	return base
 }
 
-// firstCert returns the first PEM certificate of bundle (the CA in use before
-// a rotation; older ones are dropped).
-func firstCert(bundle []byte) []byte {
-	block, _ := pem.Decode(bundle)
-	if block == nil {
-		return nil
+// Start runs the rotation in a manager of its own until ctx ends, and
+// returns once the first certificate is in CertDir (the webhook server
+// needs it to start): whether it is trusted yet is what Running.Ready
+// answers.
+func (c Config) Start(ctx context.Context) (*Running, error) {
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
-	return pem.EncodeToMemory(block)
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := admissionregistrationv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	rc := narrowed(c.Rest, c.SecretNamespace, c.SecretName)
+	direct, err := client.New(rc, client.Options{Scheme: scheme})
 	if err != nil {
-		return big.NewInt(time.Now().UnixNano())
+		return nil, fmt.Errorf("creating client: %w", err)
 	}
-	return n
-}
+	if err := direct.Get(ctx, types.NamespacedName{Name: c.WebhookConfiguration}, &admissionregistrationv1.MutatingWebhookConfiguration{}); err != nil {
+		return nil, fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	}
+	secretKey := types.NamespacedName{Namespace: c.SecretNamespace, Name: c.SecretName}
+	// cert-controller fills the Secret but does not create it.
+	if err := createSecret(ctx, direct, secretKey); err != nil {
+		return nil, err
+	}
 
-// write puts the certificate into CertDir atomically (rename), only when it
-// changed, so the server's file watcher reloads it exactly once.
-func (c *Config) write(s *corev1.Secret) error {
-	if err := os.MkdirAll(c.CertDir, 0o700); err != nil {
-		return fmt.Errorf("creating cert dir: %w", err)
+	mgr, err := manager.New(rc, manager.Options{
+		Scheme:                 scheme,
+		Logger:                 c.Log,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{c.SecretNamespace: {}},
+				Field:      fields.OneTermEqualSelector("metadata.name", c.SecretName),
+			},
+			&admissionregistrationv1.MutatingWebhookConfiguration{}: {
+				Field: fields.OneTermEqualSelector("metadata.name", c.WebhookConfiguration),
+			},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	for name, data := range map[string][]byte{c.KeyName: s.Data[KeyKey], c.CertName: s.Data[KeyCert], KeyCACert: s.Data[KeyCACert]} {
-		path := filepath.Join(c.CertDir, name)
-		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-			continue
+	names, instance := c.dnsNames(), instances.Add(1)
+	rot := &rotator.CertRotator{
+		SecretKey:      secretKey,
+		CertDir:        c.CertDir,
+		CertName:       c.CertName,
+		KeyName:        c.KeyName,
+		CAName:         "tekton-oci-transport-ca",
+		CAOrganization: "tekton-oci-transport",
+		DNSName:        names[0],
+		ExtraDNSNames:  names[1:],
+		IsReady:        make(chan struct{}),
+		// No Webhooks: the publisher injects the CA, in the safe order.
+		CaCertDuration:         c.CAValidity,
+		ServerCertDuration:     c.Validity,
+		LookaheadInterval:      c.RenewBefore,
+		RotationCheckFrequency: c.CheckInterval,
+		ControllerName:         controllerName("selfcert-rotator", instance),
+	}
+	if err := rotator.AddRotator(mgr, rot); err != nil {
+		return nil, fmt.Errorf("adding cert-controller's rotator: %w", err)
+	}
+	p := &publisher{
+		cfg: c, secretKey: secretKey, reader: mgr.GetCache(), writer: mgr.GetClient(),
+		trust:   trust{timing: timing{Propagation: c.Propagation, Retire: c.Retire}},
+		now:     time.Now,
+		started: make(chan struct{}),
+		log:     c.Log,
+	}
+	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: secretKey}}
+	})
+	if err := builder.ControllerManagedBy(mgr).
+		Named(controllerName("selfcert-publisher", instance)).
+		Watches(&corev1.Secret{}, one).
+		Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, one).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Complete(p); err != nil {
+		return nil, fmt.Errorf("adding the caBundle publisher: %w", err)
+	}
+
+	mctx, stop := context.WithCancel(ctx)
+	r := &Running{p: p, done: make(chan error, 1), stop: stop}
+	go func() { r.done <- mgr.Start(mctx) }()
+	go func() {
+		select {
+		case <-rot.IsReady:
+			c.Log.V(1).Info("cert-controller's rotator is ready")
+		case <-ctx.Done():
 		}
+	}()
+	timeout := time.NewTimer(c.StartTimeout)
+	defer timeout.Stop()
+	select {
+	case <-p.started:
+		return r, nil
+	case err := <-r.done:
+		stop()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("certificate rotation stopped: %w", err)
+	case <-ctx.Done():
+		stop()
+		return nil, ctx.Err()
+	case <-timeout.C:
+		stop()
+		return nil, fmt.Errorf("no serving certificate after %s: %w", c.StartTimeout, p.lastError())
+	}
+}
+
+func createSecret(ctx context.Context, c client.Client, key types.NamespacedName) error {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Namespace: key.Namespace, Name: key.Name,
+		Labels: map[string]string{"app.kubernetes.io/managed-by": "tekton-oci-transport"},
+	}}
+	err := c.Create(ctx, s)
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating secret %s: %w", key, err)
+	}
+	return nil
+}
+
+// Running is the rotation after Start.
+type Running struct {
+	p    *publisher
+	done chan error
+	stop context.CancelFunc // ends the rotation's manager
+}
+
+// Ready is a readiness check (healthz.Checker): nil while the certificate in
+// CertDir is valid and its CA is in the caBundle the API server uses.
+func (r *Running) Ready(*http.Request) error { return r.p.ready() }
+
+// Start is a manager.Runnable: it returns when ctx ends, or with an error
+// when the rotation stops first, so that the server stops with it.
+func (r *Running) Start(ctx context.Context) error {
+	defer r.stop()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-r.done:
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("self-managed TLS: %w", err)
+	}
+}
+
+// publisher is the reconciler of the order: publish, serve, retire.
+type publisher struct {
+	cfg       Config
+	secretKey types.NamespacedName
+	reader    client.Reader
+	writer    client.Client
+	now       func() time.Time
+	log       logr.Logger
+
+	started     chan struct{} // closed once the first certificate is written
+	startedOnce sync.Once
+
+	mu      sync.Mutex
+	trust   trust
+	stored  stored
+	served  *servedCert
+	lastErr error
+	missing bool // the Secret was found deleted (logged once)
+}
+
+func (p *publisher) ready() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.trust.ready(p.stored, p.served, p.now())
+}
+
+func (p *publisher) lastError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastErr == nil {
+		return errors.New("no error either: is cert-controller filling the Secret?")
+	}
+	return p.lastErr
+}
+
+func (p *publisher) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	res, err := p.reconcile(ctx)
+	p.mu.Lock()
+	p.lastErr = err
+	p.mu.Unlock()
+	return res, err
+}
+
+func (p *publisher) reconcile(ctx context.Context) (reconcile.Result, error) {
+	resync := reconcile.Result{RequeueAfter: min(p.cfg.CheckInterval, time.Minute)}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := p.reader.Get(ctx, types.NamespacedName{Name: p.cfg.WebhookConfiguration}, mwc); err != nil {
+		return resync, fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", p.cfg.WebhookConfiguration, err)
+	}
+	if len(mwc.Webhooks) == 0 {
+		return resync, fmt.Errorf("MutatingWebhookConfiguration %s has no webhooks", p.cfg.WebhookConfiguration)
+	}
+	now := p.now()
+	p.mu.Lock()
+	p.stored = parseStored(mwc)
+	p.trust.observe(p.stored, now)
+	p.mu.Unlock()
+
+	secret := &corev1.Secret{}
+	err := p.reader.Get(ctx, p.secretKey, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return p.secretDeleted(ctx)
+	case err != nil:
+		return resync, fmt.Errorf("reading secret %s: %w", p.secretKey, err)
+	}
+	p.mu.Lock()
+	if p.missing {
+		p.missing = false
+		p.log.Info("TLS secret is back", "secret", p.secretKey.String())
+	}
+	p.mu.Unlock()
+	pr, err := parsePair(secret.Data, p.cfg.CertName, p.cfg.KeyName, p.cfg.dnsNames()[0], now)
+	if err != nil {
+		// cert-controller renews it: its update brings us back.
+		p.log.V(1).Info("waiting for cert-controller to fill the secret", "secret", p.secretKey.String(), "reason", err.Error())
+		return resync, nil
+	}
+
+	// 1. publish (and retire).
+	p.mu.Lock()
+	var servedCA *ca
+	if p.served != nil {
+		servedCA = &p.served.ca
+	}
+	want := p.trust.desired(p.stored, pr.ca, servedCA, now)
+	raw := rawBundles(mwc)
+	p.mu.Unlock()
+	if bundle := encodeBundle(want); !p.stored.equal(bundle, raw) {
+		for i := range mwc.Webhooks {
+			mwc.Webhooks[i].ClientConfig.CABundle = bundle
+		}
+		if err := p.writer.Update(ctx, mwc); err != nil {
+			// A conflict (another replica, a helm upgrade) brings a new event.
+			return resync, fmt.Errorf("updating the caBundle of %s: %w", p.cfg.WebhookConfiguration, err)
+		}
+		p.log.Info("caBundle updated", "mutatingWebhookConfiguration", p.cfg.WebhookConfiguration,
+			"cas", names(want), "secretCA", pr.ca.short())
+		p.mu.Lock()
+		p.stored = parseStored(mwc)
+		p.trust.observe(p.stored, now)
+		p.mu.Unlock()
+	}
+
+	// 2. serve.
+	p.mu.Lock()
+	switchTo := p.trust.switchTo(p.stored, pr, p.served, now)
+	p.mu.Unlock()
+	if switchTo {
+		if err := p.write(pr); err != nil {
+			return resync, err
+		}
+		p.mu.Lock()
+		first := p.served == nil
+		previous := p.served
+		p.served = &servedCert{ca: pr.ca, leaf: pr.leaf}
+		p.mu.Unlock()
+		kv := []any{"ca", pr.ca.short(), "notAfter", pr.leaf.NotAfter.Format(time.RFC3339)}
+		if previous != nil {
+			kv = append(kv, "previousCA", previous.ca.short())
+		}
+		p.log.Info("serving certificate written", kv...)
+		if first {
+			p.startedOnce.Do(func() { close(p.started) })
+		}
+	}
+
+	// Look again when the next step is due.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := resync.RequeueAfter
+	for _, d := range []time.Duration{
+		p.trust.trustedIn(p.stored, pr.ca, now),
+		p.trust.retireIn(p.stored, pr.ca, now),
+	} {
+		if d > 0 && d < next {
+			next = d
+		}
+	}
+	for _, c := range p.stored.valid(now) {
+		if d := c.cert.NotAfter.Sub(now); d > 0 && d < next {
+			next = d
+		}
+	}
+	return reconcile.Result{RequeueAfter: next}, nil
+}
+
+// secretDeleted: keep serving what is served and keep its CA in the
+// caBundle; create the Secret again for cert-controller to fill: the new CA
+// is then published beside the one in use, like any rotation.
+func (p *publisher) secretDeleted(ctx context.Context) (reconcile.Result, error) {
+	p.mu.Lock()
+	warn := !p.missing
+	p.missing = true
+	served := p.served
+	p.mu.Unlock()
+	if warn {
+		kv := []any{"secret", p.secretKey.String()}
+		if served != nil {
+			kv = append(kv, "servedCA", served.ca.short())
+		}
+		p.log.Error(fmt.Errorf("secret %s was deleted", p.secretKey),
+			"self-managed TLS: creating the Secret again; the certificate in use stays served and its CA stays in the caBundle until a new CA has been published beside it and served", kv...)
+	}
+	if err := createSecret(ctx, p.writer, p.secretKey); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: time.Second}, nil
+}
+
+// write puts the key and then the certificate into CertDir, each replaced
+// at once (rename), so the server's file watcher never reads half a file.
+func (p *publisher) write(pr *pair) error {
+	if err := os.MkdirAll(p.cfg.CertDir, 0o700); err != nil {
+		return fmt.Errorf("creating the certificate directory: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{p.cfg.KeyName, pr.key}, {p.cfg.CertName, pr.cert}} {
+		path := filepath.Join(p.cfg.CertDir, f.name)
 		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		if err := os.WriteFile(tmp, f.data, 0o600); err != nil {
 			return fmt.Errorf("writing %s: %w", tmp, err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -282,30 +519,18 @@ func (c *Config) write(s *corev1.Secret) error {
 	return nil
 }
 
-// patchCABundle sets caBundle on every webhook of our own configuration.
-func (c *Config) patchCABundle(ctx context.Context, ca []byte) error {
-	if c.WebhookConfiguration == "" {
-		return errors.New("no webhook configuration name")
+func parseStored(mwc *admissionregistrationv1.MutatingWebhookConfiguration) stored {
+	s := make(stored, len(mwc.Webhooks))
+	for i, w := range mwc.Webhooks {
+		s[i] = parseBundle(w.ClientConfig.CABundle)
 	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := c.Client.Get(ctx, types.NamespacedName{Name: c.WebhookConfiguration}, mwc); err != nil {
-			return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
-		}
-		changed := false
-		for i := range mwc.Webhooks {
-			if !bytes.Equal(mwc.Webhooks[i].ClientConfig.CABundle, ca) {
-				mwc.Webhooks[i].ClientConfig.CABundle = ca
-				changed = true
-			}
-		}
-		if !changed {
-			return nil
-		}
-		if err := c.Client.Update(ctx, mwc); err != nil {
-			return fmt.Errorf("updating caBundle of %s: %w", c.WebhookConfiguration, err)
-		}
-		c.Log.Info("caBundle updated", "mutatingWebhookConfiguration", c.WebhookConfiguration)
-		return nil
-	})
+	return s
+}
+
+func rawBundles(mwc *admissionregistrationv1.MutatingWebhookConfiguration) [][]byte {
+	out := make([][]byte, len(mwc.Webhooks))
+	for i, w := range mwc.Webhooks {
+		out[i] = w.ClientConfig.CABundle
+	}
+	return out
 }

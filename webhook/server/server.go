@@ -43,8 +43,9 @@ type Config struct {
 	// CertDir holds CertName and KeyName (tls.crt, tls.key by default);
 	// changes are picked up without a restart.
 	CertDir, CertName, KeyName string
-	// SelfManaged, when set, generates the certificates into CertDir and
-	// keeps the caBundle of the webhook configuration up to date.
+	// SelfManaged, when set, generates the certificates into CertDir,
+	// rotates them, and keeps the caBundle of the webhook configuration up
+	// to date (readiness includes it).
 	SelfManaged *selfcert.Config
 
 	// MetricsAddr and HealthAddr ("0" disables).
@@ -89,21 +90,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := cfg.Log
 
+	var selfTLS *selfcert.Running
 	if cfg.SelfManaged != nil {
-		c, err := client.New(cfg.Rest, client.Options{Scheme: scheme})
-		if err != nil {
-			return fmt.Errorf("creating client for self-managed TLS: %w", err)
-		}
 		sm := *cfg.SelfManaged
-		sm.Client, sm.CertDir, sm.Log = c, cfg.CertDir, log.WithName("selfcert")
+		sm.Rest, sm.CertDir, sm.Log = cfg.Rest, cfg.CertDir, log.WithName("selfcert")
 		if sm.CertName == "" {
 			sm.CertName, sm.KeyName = cfg.CertName, cfg.KeyName
 		}
 		// Certificates must exist before the server starts watching them.
-		if err := sm.Ensure(ctx); err != nil {
+		if selfTLS, err = sm.Start(ctx); err != nil {
 			return fmt.Errorf("self-managed TLS: %w", err)
 		}
-		go sm.Keep(ctx)
 	}
 
 	mgr, err := manager.New(cfg.Rest, manager.Options{
@@ -173,6 +170,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := mgr.AddReadyzCheck("cache", cacheSynced(mgr.GetCache())); err != nil {
 		return fmt.Errorf("adding readyz: %w", err)
+	}
+	if selfTLS != nil {
+		// Ready while the served certificate's CA is in the caBundle the API
+		// server uses; the server stops if the rotation does.
+		if err := mgr.AddReadyzCheck("tls", selfTLS.Ready); err != nil {
+			return fmt.Errorf("adding readyz: %w", err)
+		}
+		if err := mgr.Add(selfTLS); err != nil {
+			return fmt.Errorf("adding self-managed TLS: %w", err)
+		}
 	}
 	log.Info("serving", "path", registration.Path, "port", cfg.Port, "certDir", cfg.CertDir,
 		"labelKey", h.LabelKey, "strict", cfg.Strict, "mode", string(h.Mode), "resolutionTimeout", cfg.ResolutionTimeout.String(),
