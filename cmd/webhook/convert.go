@@ -168,28 +168,7 @@ func printReport(w io.Writer, run *v1.PipelineRun, r transform.Report) {
 		return
 	}
 	fmt.Fprintf(w, "converted PipelineRun %s: workspaces %s become emptyDir, moved through the registry\n", name, strings.Join(r.Workspaces, ", "))
-	width := 4
-	for _, t := range r.Tasks {
-		width = max(width, len(t.Name))
-	}
-	for _, t := range r.Tasks {
-		from := strings.Join(t.PullsFrom, ",")
-		if from == "" {
-			from = "-"
-		}
-		push := "no"
-		if t.Pushes {
-			push = "yes"
-		}
-		extra := ""
-		if t.Inlined {
-			extra = "  (Task inlined)"
-		}
-		if t.Finally {
-			extra += "  (finally)"
-		}
-		fmt.Fprintf(w, "  %-*s  pulls from: %-30s pushes: %s%s\n", width, t.Name, from, push, extra)
-	}
+	printTasks(w, r.Tasks)
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}

@@ -405,20 +405,10 @@ func splitYAML(t *testing.T, data []byte) [][]byte {
 			return docs
 		}
 		require.NoError(t, err)
-		if _, err := decode.TypeMeta(doc); err == nil && len(bytes.TrimSpace(stripComments(doc))) > 0 {
+		if _, err := decode.TypeMeta(doc); err == nil && len(bytes.TrimSpace(offline.StripComments(doc))) > 0 {
 			docs = append(docs, doc)
 		}
 	}
-}
-
-func stripComments(doc []byte) []byte {
-	var out [][]byte
-	for _, line := range bytes.Split(doc, []byte("\n")) {
-		if t := bytes.TrimSpace(line); len(t) == 0 || t[0] != '#' {
-			out = append(out, line)
-		}
-	}
-	return bytes.Join(out, []byte("\n"))
 }
 
 func writeFile(t *testing.T, dir, name string, data []byte) string {

@@ -585,6 +585,7 @@ func printReportTable(w io.Writer, r *Report) {
 	fmt.Fprintln(w, " (their files go to node-local emptyDir while a task runs, and to the registry until its retention deletes them).")
 }
 
+// printTasks is the task table of convert's and report's text output.
 func printTasks(w io.Writer, tasks []transform.TaskReport) {
 	width := 4
 	for _, t := range tasks {
@@ -600,8 +601,11 @@ func printTasks(w io.Writer, tasks []transform.TaskReport) {
 			push = "yes"
 		}
 		extra := ""
+		if t.Inlined {
+			extra = "  (Task inlined)"
+		}
 		if t.Finally {
-			extra = "  (finally)"
+			extra += "  (finally)"
 		}
 		fmt.Fprintf(w, "  %-*s  pulls from: %-30s pushes: %s%s\n", width, t.Name, from, push, extra)
 	}

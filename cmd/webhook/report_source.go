@@ -428,7 +428,7 @@ func readDocuments(path string, stdin io.Reader) ([]rawDocument, error) {
 		if err != nil {
 			return nil, &offline.Error{File: path, Index: i, Err: err}
 		}
-		if len(bytes.TrimSpace(stripYAMLComments(raw))) == 0 {
+		if len(bytes.TrimSpace(offline.StripComments(raw))) == 0 {
 			continue
 		}
 		tm, err := decode.TypeMeta(raw)
@@ -449,17 +449,6 @@ func readDocuments(path string, stdin io.Reader) ([]rawDocument, error) {
 			out = append(out, rawDocument{index: i, item: j, data: item})
 		}
 	}
-}
-
-func stripYAMLComments(doc []byte) []byte {
-	var out []byte
-	for _, line := range bytes.Split(doc, []byte("\n")) {
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] == '#' {
-			continue
-		}
-		out = append(append(out, line...), '\n')
-	}
-	return out
 }
 
 // filesResolver resolves through package resolution, as the webhook and

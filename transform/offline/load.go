@@ -71,7 +71,7 @@ func Load(name string, r io.Reader) ([]Document, error) {
 		if err != nil {
 			return nil, &Error{File: name, Index: i, Err: err}
 		}
-		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+		if len(bytes.TrimSpace(StripComments(raw))) == 0 {
 			continue
 		}
 		obj, err := decode.Object(raw)
@@ -84,9 +84,9 @@ func Load(name string, r io.Reader) ([]Document, error) {
 	return docs, nil
 }
 
-// stripComments drops whole-line YAML comments, so a document that is only
+// StripComments drops whole-line YAML comments, so a document that is only
 // comments counts as empty.
-func stripComments(doc []byte) []byte {
+func StripComments(doc []byte) []byte {
 	var out []byte
 	for _, line := range bytes.Split(doc, []byte("\n")) {
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] == '#' {
