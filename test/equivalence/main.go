@@ -66,10 +66,9 @@ const (
 type obj = map[string]any
 
 var (
-	kubectl       = envOr("KUBECTL", "kubectl")
-	registryNS    = envOr("REGISTRY_NS", "oci-registry")
-	registryProxy = "/api/v1/namespaces/" + registryNS + "/services/registry:5000/proxy"
-	repoPrefix    = envOr("REPOSITORY_PREFIX", "tekton-oci-transport")
+	kubectl    = envOr("KUBECTL", "kubectl")
+	registryNS = envOr("REGISTRY_NS", "oci-registry")
+	repoPrefix = envOr("REPOSITORY_PREFIX", "tekton-oci-transport")
 )
 
 func envOr(k, def string) string {
@@ -1051,11 +1050,14 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 	for w := range converted {
 		repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, oci.uid, transform.RepositoryComponent(w))
 		var tags struct{ Tags []string }
-		out, err := kc(nil, "get", "--raw", registryProxy+"/v2/"+repo+"/tags/list")
-		if err == nil {
-			_ = json.Unmarshal(out, &tags)
+		var err error
+		if tags.Tags, err = registryTags(c.ns, repo); err != nil {
+			problem("registry: %v", err)
 		}
 		fmt.Printf("  registry %s: tags [%s]\n", repo, strings.Join(tags.Tags, " "))
+		if msg := otherNamespaceRefused(repo); msg != "" {
+			problem("%s", msg)
+		}
 		for _, t := range tasks {
 			ran := false
 			for _, tr := range oci.taskRuns[t.name] {
