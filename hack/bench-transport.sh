@@ -9,8 +9,22 @@
 # command starts after a `sync`, and pulled trees are only deleted at the end
 # (deleting 20 000 files leaves the file system busy for seconds after
 # `sync`, which would bill the next case), so no case pays for an earlier one.
+#
+# `hack/bench-transport.sh rss` (or BENCH_RSS=1) measures instead the peak
+# RSS and the wall time of our push and pull (no oras) at the default
+# concurrency, without a memory limit and under a 128 MiB budget
+# (--memory-budget 128Mi: the chart's step limit, GOMEMLIMIT 96 MiB), on
+#   big    1 GiB (as above)
+#   huge   8 GiB: 4 x 1 GiB random + 32 x 128 MiB text
+#   many   200 000 small files
+# as far as the disk holds them (data + pulled copy + registry: about 3, 22
+# and 3 GiB; BENCH_SETS="big many" chooses). BENCH_BASE=<git ref> measures
+# that commit's step too (its budget case with GOMEMLIMIT=96MiB, what a
+# 128 MiB container gives it); BENCH_REPS=N (default 1) gives medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-}
+if [ -n "${BENCH_RSS:-}" ]; then MODE=rss; fi
 
 REGISTRY=$(hack/tools.sh registry)/registry
 ORAS=$(hack/tools.sh oras)/oras
@@ -25,6 +39,13 @@ trap cleanup EXIT
 go build -trimpath -o "$WORK/oci-transport-step" ./cmd/oci-transport-step
 go build -o "$WORK/benchdata" ./test/transport/benchdata
 STEP=$WORK/oci-transport-step
+BASE_STEP=
+if [ "$MODE" = rss ] && [ -n "${BENCH_BASE:-}" ]; then
+  mkdir -p "$WORK/base-src"
+  git archive "$BENCH_BASE" | tar -x -C "$WORK/base-src"
+  (cd "$WORK/base-src" && go build -trimpath -o "$WORK/base-step" ./cmd/oci-transport-step)
+  BASE_STEP=$WORK/base-step
+fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
 ADDR=127.0.0.1:$PORT
@@ -45,6 +66,83 @@ YAML
 "$REGISTRY" serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
 REG_PID=$!
 for _ in $(seq 100); do curl -fs "http://$ADDR/v2/" > /dev/null 2>&1 && break; sleep 0.1; done
+
+if [ "$MODE" = rss ]; then
+  # peak RSS (KiB) and wall seconds of a command: GNU time when present,
+  # else the peak (VmHWM) polled from /proc while it runs
+  measure() { # out-file cmd...
+    local out=$1; shift
+    if [ -x /usr/bin/time ]; then
+      /usr/bin/time -f '%M %e' -o "$out" "$@"
+    else
+      local t0 pid hwm=0 v rc
+      t0=$EPOCHREALTIME
+      "$@" & pid=$!
+      while kill -0 "$pid" 2>/dev/null; do
+        v=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        [ -n "$v" ] && [ "$v" -gt "$hwm" ] && hwm=$v
+        sleep 0.05
+      done
+      wait "$pid"; rc=$?
+      echo "$hwm $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')" > "$out"
+      return $rc
+    fi
+  }
+  avail_gib() { df -Pk "$WORK" | awk 'NR == 2 { printf "%d", $4 / 1048576 }'; }
+  need() { case $1 in big) echo 3 ;; huge) echo 22 ;; many) echo 3 ;; esac; }
+  sets=()
+  for set in ${BENCH_SETS:-big many huge}; do
+    if [ "$(avail_gib)" -lt "$(need "$set")" ]; then
+      echo "skipping $set: needs about $(need "$set") GiB free in $WORK, $(avail_gib) GiB left" >&2
+      continue
+    fi
+    echo "generating $set in $WORK ..." >&2
+    "$WORK/benchdata" "$set" "$WORK/data/$set"
+    sets+=("$set")
+  done
+  sync
+  reps=${BENCH_REPS:-1}
+  median() { sort -n | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'; }
+  n=0
+  one() { # step set budget(""|128) -> "pushKiB pushS pullKiB pullS"
+    local step=$1 set=$2 budget=$3 repo=bench/rss-$((n++)) dst=$WORK/out/rss-$n st=$WORK/state/rss-$n
+    local envs=() flags=()
+    if [ -n "$budget" ]; then
+      if [ "$step" = "$BASE_STEP" ]; then envs=(GOMEMLIMIT=96MiB); else flags=(--memory-budget 128Mi); fi
+    fi
+    mkdir -p "$dst" "$st"
+    sync
+    measure "$WORK/m.push" env "${envs[@]}" "$step" push --registry "$ADDR" --plain-http --repository "$repo" --tag t --task t \
+      --mount "$WORK/data/$set" --state "$WORK/state/push-$n" "${flags[@]}" 2> "$WORK/rss-push.log" ||
+      { cat "$WORK/rss-push.log" >&2; exit 1; }
+    sync
+    measure "$WORK/m.pull" env "${envs[@]}" "$step" pull --registry "$ADDR" --plain-http --repository "$repo" --from t \
+      --mount "$dst" --state "$st" "${flags[@]}" 2> "$WORK/rss-pull.log" ||
+      { cat "$WORK/rss-pull.log" >&2; exit 1; }
+    diff -r "$WORK/data/$set" "$dst" > /dev/null || { echo "MISMATCH after pull ($set)" >&2; exit 1; }
+    echo "$(cat "$WORK/m.push") $(cat "$WORK/m.pull")"
+    # the pulled copy and the blobs go, so the next case has the disk
+    rm -rf "$dst" "$st" "$WORK/state/push-$n" "$WORK/registry/docker/registry/v2/repositories/$repo"
+    find "$WORK/registry/docker/registry/v2/blobs" -mindepth 1 -delete 2>/dev/null || true
+  }
+  printf '\n%-6s %-6s %-10s %12s %9s %12s %9s\n' set step budget "push MiB" "push s" "pull MiB" "pull s"
+  for set in "${sets[@]}"; do
+    for step in $BASE_STEP "$STEP"; do
+      label=new
+      [ "$step" = "$BASE_STEP" ] && label=base
+      for budget in "" 128; do
+        : > "$WORK/reps"
+        for _ in $(seq "$reps"); do one "$step" "$set" "$budget" >> "$WORK/reps"; done
+        pk=$(awk '{print $1}' "$WORK/reps" | median); ps=$(awk '{print $2}' "$WORK/reps" | median)
+        lk=$(awk '{print $3}' "$WORK/reps" | median); ls=$(awk '{print $4}' "$WORK/reps" | median)
+        printf '%-6s %-6s %-10s %12d %9s %12d %9s\n' "$set" "$label" "${budget:+${budget}Mi}" $((pk / 1024)) "$ps" $((lk / 1024)) "$ls"
+      done
+    done
+  done
+  echo "peak RSS in MiB (GNU time's maximum resident set size, or VmHWM); medians of $reps"
+  echo "cpus: $(nproc), load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 
 echo "generating data in $WORK ..." >&2
 "$WORK/benchdata" big "$WORK/data/big/data"

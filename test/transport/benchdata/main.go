@@ -2,6 +2,9 @@
 //
 //	benchdata big DIR     512 MiB of random bytes (4 files) + 512 MiB of compressible text (8 files)
 //	benchdata small DIR   20 000 small text files (0.5-4 KiB) in 200 directories
+//	benchdata huge DIR    8 GiB: 4 GiB of random bytes (4 files of 1 GiB, each
+//	                      bigger than a layer) + 4 GiB of text (32 files of 128 MiB)
+//	benchdata many DIR    200 000 small text files (0.5-4 KiB) in 2 000 directories
 //
 // The content is deterministic (seeded), so runs are comparable.
 package main
@@ -22,7 +25,7 @@ var words = []string{"pipeline", "task", "workspace", "artifact", "registry", "l
 
 func main() {
 	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: benchdata big|small DIR")
+		fmt.Fprintln(os.Stderr, "usage: benchdata big|small|huge|many DIR")
 		os.Exit(2)
 	}
 	dir := os.Args[2]
@@ -36,15 +39,29 @@ func main() {
 			text(filepath.Join(dir, fmt.Sprintf("text-%d.log", i)), 64<<20, uint64(100+i))
 		}
 	case "small":
-		for i := range 20000 {
-			d := filepath.Join(dir, "pkg"+strconv.Itoa(i%200))
-			must(os.MkdirAll(d, 0o755))
-			r := rand.New(rand.NewPCG(uint64(i), 7))
-			text(filepath.Join(d, "file"+strconv.Itoa(i)+".go"), 512+r.Int64N(3584), uint64(i))
+		smallFiles(dir, 20000, 200)
+	case "huge":
+		for i := range 4 {
+			random(filepath.Join(dir, fmt.Sprintf("random-%d.bin", i)), 1<<30, uint64(i))
 		}
+		for i := range 32 {
+			text(filepath.Join(dir, fmt.Sprintf("text-%02d.log", i)), 128<<20, uint64(100+i))
+		}
+	case "many":
+		smallFiles(dir, 200000, 2000)
 	default:
-		fmt.Fprintln(os.Stderr, "usage: benchdata big|small DIR")
+		fmt.Fprintln(os.Stderr, "usage: benchdata big|small|huge|many DIR")
 		os.Exit(2)
+	}
+}
+
+// smallFiles writes n text files of 0.5-4 KiB spread over dirs directories.
+func smallFiles(dir string, n, dirs int) {
+	for i := range n {
+		d := filepath.Join(dir, "pkg"+strconv.Itoa(i%dirs))
+		must(os.MkdirAll(d, 0o755))
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		text(filepath.Join(d, "file"+strconv.Itoa(i)+".go"), 512+r.Int64N(3584), uint64(i))
 	}
 }
 
