@@ -437,3 +437,32 @@ func TestChunkedUploadWithTokenAuth(t *testing.T) {
 	o.Log = testLogger(t)
 	requirePulled(t, o, "a", src)
 }
+
+// Streams over TLS (HTTP/2, which Distribution offers) to a registry with
+// basic auth: the client answers the POST's challenge, and the streamed
+// bodies, which cannot be sent twice, go with the cached credentials.
+func TestStreamedUploadOverTLSWithBasicAuth(t *testing.T) {
+	needRegistry(t)
+	dir := t.TempDir()
+	caFile, certFile, keyFile := writeCA(t, dir)
+	htpasswd := filepath.Join(dir, "htpasswd")
+	require.NoError(t, os.WriteFile(htpasswd, []byte(htpasswdLine), 0o600))
+	reg, err := startRegistryConfig(os.Getenv("REGISTRY_BIN"), "",
+		"  tls:\n    certificate: "+certFile+"\n    key: "+keyFile+"\nauth:\n  htpasswd:\n    realm: test\n    path: "+htpasswd+"\n")
+	require.NoError(t, err)
+	defer reg.close()
+	cfg := filepath.Join(dir, "config.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"auths":{"`+reg.addr+`":{"auth":"`+
+		base64.StdEncoding.EncodeToString([]byte("tekton:s3cret"))+`"}}}`), 0o600))
+	var logs logBuffer
+	o := reg.opts(t, "tls/repo")
+	o.PlainHTTP, o.CAFile, o.DockerConfig = false, caFile, cfg
+	o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	src := uploadTree(t)
+	r := pushChunked(t, o, "a", src)
+	require.Greater(t, r.Streamed, 2, logs.String())
+	require.NotContains(t, logs.String(), "refuses")
+	require.NotContains(t, logs.String(), "retrying")
+	o.Log = testLogger(t)
+	requirePulled(t, o, "a", src)
+}
