@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sort"
 	"strconv"
@@ -69,6 +70,7 @@ type layerPlan struct {
 	entries []*record // into the changed records: a plan holds no copy
 	bytes   int64
 	dirs    map[string]ancestorMeta // every directory of the scan, for ancestors
+	roots   []srcRoot               // the mounts, by record.mnt: where files are read
 }
 
 // ancestorMeta is what a layer needs of a directory it carries as an ancestor.
@@ -121,7 +123,16 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// the directories' metadata before diff reuses cur for the changed ones
+	dirs := map[string]ancestorMeta{}
+	for i := range cur {
+		if r := &cur[i]; r.typ == typeDir {
+			dirs[r.path] = ancestorMeta{mode: r.mode, uid: r.uid, gid: r.gid, mtime: r.mtime}
+		}
+	}
+	entries := len(cur)
 	changed, deleted := diff(base.visibleTo(mounts), cur)
+	cur = nil
 	linkGroups := groupHardLinks(changed)
 	var files int
 	var raw int64
@@ -134,23 +145,22 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	if skipped.sockets > 0 {
 		log.Warn("push: sockets are not stored (a socket is dead once its process exits)", "count", skipped.sockets, "first", skipped.firstSocket)
 	}
-	log.Info("push: scan", "entries", len(cur), "changed", len(changed), "files", files, "bytes", raw,
+	log.Info("push: scan", "entries", entries, "changed", len(changed), "files", files, "bytes", raw,
 		"deleted", len(deleted), "hardlinked", linkGroups, "seconds", secs(time.Since(t0)))
 
 	// pack, compress, upload
 	t1 := time.Now()
 	plans := planLayers(changed, o.LayerSize)
-	dirs := map[string]ancestorMeta{}
-	for i := range cur {
-		if r := &cur[i]; r.typ == typeDir {
-			dirs[r.path] = ancestorMeta{mode: r.mode, uid: r.uid, gid: r.gid, mtime: r.mtime}
-		}
+	roots := make([]srcRoot, len(mounts))
+	for i, m := range mounts {
+		roots[i] = srcRoot{dir: m.abs, view: m.view}
 	}
 	for i := range plans {
 		plans[i].dirs = dirs
+		plans[i].roots = roots
 	}
-	// From here on only the changed records are needed: cur is not used
-	// past this point, and the baseline's records go to the collector too
+	// From here on only the changed records are needed (diff compacted them
+	// into cur's storage), and the baseline's records go to the collector
 	// (a record each of every path of a big tree).
 	base.records = nil
 	mem := planPushMemory(o.MemoryBudget, len(changed), o.Concurrency, runtime.GOMAXPROCS(0))
@@ -290,11 +300,14 @@ func scanMounts(mounts []*mount, forPush bool, sk *scanned) ([]record, error) {
 			n++
 		}
 	}
-	for _, m := range mounts {
+	if len(mounts) > math.MaxUint16+1 {
+		return nil, usagef("%d mounts: at most %d", len(mounts), math.MaxUint16+1)
+	}
+	for i, m := range mounts {
 		if m.covered {
 			continue
 		}
-		recs, err := scanMount(m.abs, m.view, forPush, sk)
+		recs, err := scanMount(m.abs, m.view, uint16(i), forPush, sk)
 		if err != nil {
 			return nil, err
 		}
@@ -495,7 +508,7 @@ func writeTar(w io.Writer, pl layerPlan) error {
 			return fmt.Errorf("%s: %w", r.path, err)
 		}
 		if h.Typeflag == tar.TypeReg && r.size > 0 {
-			f, err := openLong(r.src)
+			f, err := openLong(pl.roots[r.mnt].src(r))
 			if err != nil {
 				return fmt.Errorf("read %s: %w", r.path, err)
 			}

@@ -25,23 +25,41 @@ const (
 )
 
 // record is what the baseline keeps of one path, and what push compares.
+//
+// A push of a big tree holds one per path, so it is kept small (112 bytes
+// plus its path): the local file to read is not stored but derived from the
+// mount the record came from (mnt, see srcRoot), and the small fields share
+// words.
 type record struct {
 	path  string // relative to the pipeline workspace root, slash-separated
 	typ   byte
+	seen  bool   // diff: still present
+	mnt   uint16 // push: index of the mount scanned (scanMounts), for src
 	mode  uint32 // permission and setuid/setgid/sticky bits (tar encoding)
 	uid   uint32
 	gid   uint32
+	nlink uint32 // push only, not persisted; see dev, ino
 	size  int64
 	mtime int64 // ns
 	ctime int64 // ns; catches rewrites that keep size and mtime
 	link  string
-	src   string // local file to read (push only, not persisted)
-	seen  bool   // diff: still present
 	// hard links (push only, not persisted): files with nlink > 1 that
 	// share dev and ino are one file with several names.
 	dev, ino uint64
-	nlink    uint32
 	linkTo   string // push: an earlier name of the same file in this delta
+}
+
+// srcRoot is a scanned mount as the records name it: a record of the mount
+// has path view + "/" + rel (or rel for the root view) and is the local
+// file dir + "/" + rel.
+type srcRoot struct{ dir, view string }
+
+// src is the local file of r, a record scanned from root.
+func (root srcRoot) src(r *record) string {
+	if root.view == "" {
+		return root.dir + "/" + r.path
+	}
+	return root.dir + r.path[len(root.view):]
 }
 
 func (r *record) same(o *record) bool {
@@ -101,8 +119,9 @@ func (s *scanned) socket(p string) {
 // Directories are read in parallel, each through a descriptor opened from
 // its parent's (openat), so no path is ever longer than one name: trees
 // deeper than PATH_MAX scan like any other. forPush refuses what a delta
-// cannot hold (devices); otherwise such entries are left out.
-func scanMount(dir, view string, forPush bool, sk *scanned) ([]record, error) {
+// cannot hold (devices); otherwise such entries are left out. Every record
+// gets mnt, the mount's index for srcRoot.
+func scanMount(dir, view string, mnt uint16, forPush bool, sk *scanned) ([]record, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
@@ -112,28 +131,36 @@ func scanMount(dir, view string, forPush bool, sk *scanned) ([]record, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	var out []record
+	w := &walker{forPush: forPush, skipped: sk, sem: make(chan struct{}, 8), mnt: mnt}
+	lead := 0
 	if view != "" {
-		r := record{path: view, typ: typeDir, mode: tarMode(st.Mode), uid: st.Uid, gid: st.Gid,
-			mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
-		out = append(out, r)
+		lead = 1
 	}
-	w := &walker{withSrc: forPush, forPush: forPush, skipped: sk, sem: make(chan struct{}, 8)}
-	children, err := w.walk(fd, dir, view)
+	// the mount root takes the first slot the walk leaves: no copy of the
+	// whole list to put it in front
+	out, err := w.walk(fd, dir, view, lead)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, children...), nil
+	if view != "" {
+		out[0] = record{path: view, typ: typeDir, mnt: mnt, mode: tarMode(st.Mode), uid: st.Uid, gid: st.Gid,
+			mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+	}
+	return out, nil
 }
 
 type walker struct {
-	withSrc, forPush bool
-	skipped          *scanned
-	sem              chan struct{}
+	forPush bool
+	skipped *scanned
+	sem     chan struct{}
+	mnt     uint16
 }
 
-// walk returns the records below the open directory fd, which it closes.
-func (w *walker) walk(fd int, dir, rel string) ([]record, error) {
+// walk returns the records below the open directory fd, which it closes,
+// after lead empty records for the caller to fill. Every slice is made at
+// its final size: a big tree's records are copied once into their parent's
+// list, never into a growing one.
+func (w *walker) walk(fd int, dir, rel string, lead int) ([]record, error) {
 	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
@@ -141,7 +168,7 @@ func (w *walker) walk(fd int, dir, rel string) ([]record, error) {
 		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
 	sort.Strings(names)
-	recs := make([]record, 0, len(names))
+	recs := make([]record, lead, lead+len(names))
 	type sub struct {
 		idx  int
 		recs []record
@@ -184,31 +211,36 @@ func (w *walker) walk(fd int, dir, rel string) ([]record, error) {
 		case w.sem <- struct{}{}:
 			go func() {
 				defer s.wg.Done()
-				s.recs, s.err = w.walk(cfd, full, p)
+				s.recs, s.err = w.walk(cfd, full, p, 0)
 				<-w.sem
 			}()
 		default:
-			s.recs, s.err = w.walk(cfd, full, p)
+			s.recs, s.err = w.walk(cfd, full, p, 0)
 			s.wg.Done()
 		}
 	}
 	if len(subs) == 0 {
 		return recs, nil
 	}
-	out := make([]record, 0, len(recs))
-	prev := 0
+	total := len(recs)
 	var firstErr error
 	for _, s := range subs {
 		s.wg.Wait() // every child closes its descriptor, error or not
 		if s.err != nil && firstErr == nil {
 			firstErr = s.err
 		}
-		out = append(out, recs[prev:s.idx]...)
-		out = append(out, s.recs...)
-		prev = s.idx
+		total += len(s.recs)
 	}
 	if firstErr != nil {
 		return nil, firstErr
+	}
+	out := make([]record, lead, total)
+	prev := lead
+	for _, s := range subs {
+		out = append(out, recs[prev:s.idx]...)
+		out = append(out, s.recs...)
+		s.recs = nil // each child's list can go as soon as it is copied
+		prev = s.idx
 	}
 	return append(out, recs[prev:]...), nil
 }
@@ -218,6 +250,7 @@ func (w *walker) walk(fd int, dir, rel string) ([]record, error) {
 func (w *walker) statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (r record, keep bool, err error) {
 	r = record{
 		path:  p,
+		mnt:   w.mnt,
 		mode:  tarMode(st.Mode),
 		uid:   st.Uid,
 		gid:   st.Gid,
@@ -229,9 +262,6 @@ func (w *walker) statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (r
 		r.typ = typeFile
 		r.size = st.Size
 		r.dev, r.ino, r.nlink = st.Dev, st.Ino, uint32(st.Nlink)
-		if w.withSrc {
-			r.src = full
-		}
 	case unix.S_IFDIR:
 		r.typ = typeDir
 	case unix.S_IFLNK:
@@ -512,8 +542,10 @@ func (d *decoder) str() string {
 
 // diff compares the current records with the baseline: changed holds what
 // to store (new or modified), deleted the top-most paths that are gone or
-// changed type.
+// changed type. changed is cur's own storage, compacted in order (a big
+// tree's records are not copied): cur's other records are overwritten.
 func diff(base map[string]*record, cur []record) (changed []record, deleted []string) {
+	changed = cur[:0]
 	for i := range cur {
 		r := &cur[i]
 		old, ok := base[r.path]
@@ -528,6 +560,7 @@ func diff(base map[string]*record, cur []record) (changed []record, deleted []st
 		}
 		changed = append(changed, *r)
 	}
+	clear(cur[len(changed):]) // their strings can go
 	gone := map[string]struct{}{}
 	for p, r := range base {
 		if !r.seen {
