@@ -137,7 +137,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	var files int
 	var raw int64
 	for i := range changed {
-		if changed[i].typ == typeFile && changed[i].linkTo == "" {
+		if changed[i].typ == typeFile && changed[i].linkTo() == "" {
 			files++
 			raw += changed[i].size
 		}
@@ -341,12 +341,12 @@ func groupHardLinks(changed []record) int {
 	n := 0
 	for i := range changed {
 		r := &changed[i]
-		if r.typ != typeFile || r.nlink < 2 {
+		if r.typ != typeFile || r.hl == nil {
 			continue
 		}
-		k := key{r.dev, r.ino}
+		k := key{r.hl.dev, r.hl.ino}
 		if p, ok := first[k]; ok {
-			r.linkTo = p
+			r.hl.linkTo = p
 			n++
 			continue
 		}
@@ -396,7 +396,7 @@ func planLayers(changed []record, size int64) []layerPlan {
 	}
 	for i := range changed {
 		r := &changed[i]
-		if r.linkTo != "" {
+		if r.linkTo() != "" {
 			links = append(links, r)
 			continue
 		}
@@ -404,7 +404,7 @@ func planLayers(changed []record, size int64) []layerPlan {
 		if cur.bytes > 0 && n >= size/2 {
 			flush()
 		}
-		if r.nlink > 1 {
+		if r.hl != nil {
 			layerOf[r.path] = len(plans)
 		}
 		cur.entries = append(cur.entries, r)
@@ -415,7 +415,7 @@ func planLayers(changed []record, size int64) []layerPlan {
 	}
 	flush()
 	for _, r := range links {
-		i := layerOf[r.linkTo]
+		i := layerOf[r.linkTo()]
 		plans[i].entries = append(plans[i].entries, r)
 	}
 	return plans
@@ -492,10 +492,10 @@ func writeTar(w io.Writer, pl layerPlan) error {
 			h.Typeflag = tar.TypeFifo
 		case typeFile:
 			switch {
-			case r.linkTo != "":
+			case r.linkTo() != "":
 				h.Typeflag = tar.TypeLink
-				h.Linkname = pl.title + "/" + r.linkTo
-			case r.nlink > 1:
+				h.Linkname = pl.title + "/" + r.linkTo()
+			case r.hl != nil:
 				h.Typeflag = tar.TypeReg
 				h.Size = r.size
 				h.PAXRecords = paxLinked

@@ -26,10 +26,10 @@ const (
 
 // record is what the baseline keeps of one path, and what push compares.
 //
-// A push of a big tree holds one per path, so it is kept small (112 bytes
+// A push of a big tree holds one per path, so it is kept small (80 bytes
 // plus its path): the local file to read is not stored but derived from the
-// mount the record came from (mnt, see srcRoot), and the small fields share
-// words.
+// mount the record came from (mnt, see srcRoot), what only files with
+// several names need is apart (hl), and the small fields share words.
 type record struct {
 	path  string // relative to the pipeline workspace root, slash-separated
 	typ   byte
@@ -38,15 +38,26 @@ type record struct {
 	mode  uint32 // permission and setuid/setgid/sticky bits (tar encoding)
 	uid   uint32
 	gid   uint32
-	nlink uint32 // push only, not persisted; see dev, ino
 	size  int64
 	mtime int64 // ns
 	ctime int64 // ns; catches rewrites that keep size and mtime
 	link  string
-	// hard links (push only, not persisted): files with nlink > 1 that
-	// share dev and ino are one file with several names.
+	hl    *hardLink // files with several names (nlink > 1) only
+}
+
+// hardLink is what a push needs of a file with several names (not
+// persisted): those that share dev and ino are one file.
+type hardLink struct {
 	dev, ino uint64
 	linkTo   string // push: an earlier name of the same file in this delta
+}
+
+// linkTo is the earlier name of the same file in this delta, if any.
+func (r *record) linkTo() string {
+	if r.hl == nil {
+		return ""
+	}
+	return r.hl.linkTo
 }
 
 // srcRoot is a scanned mount as the records name it: a record of the mount
@@ -261,7 +272,9 @@ func (w *walker) statRecordAt(dfd int, name, full, p string, st *unix.Stat_t) (r
 	case unix.S_IFREG:
 		r.typ = typeFile
 		r.size = st.Size
-		r.dev, r.ino, r.nlink = st.Dev, st.Ino, uint32(st.Nlink)
+		if st.Nlink > 1 {
+			r.hl = &hardLink{dev: st.Dev, ino: st.Ino}
+		}
 	case unix.S_IFDIR:
 		r.typ = typeDir
 	case unix.S_IFLNK:

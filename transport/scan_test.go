@@ -11,7 +11,7 @@ import (
 
 // A push holds one record per path of the tree (issue 16): keep it small.
 func TestRecordSize(t *testing.T) {
-	require.LessOrEqual(t, unsafe.Sizeof(record{}), uintptr(112))
+	require.LessOrEqual(t, unsafe.Sizeof(record{}), uintptr(80))
 }
 
 func TestSrcRoot(t *testing.T) {
