@@ -28,7 +28,7 @@
 //
 // With -fault registry-data-lost:TASK the outcome is asserted instead of
 // equivalence (faults.go): the converted run must fail loudly at the pull of
-// TASK's consumer.
+// TASK's consumer; then a new converted run must succeed and be equivalent.
 //
 // Exit status: 0 equivalent, 1 a difference (printed per task), 2 an error.
 // With -expect-diff the first two are swapped (the harness's own negative test).
@@ -65,10 +65,14 @@ const (
 
 type obj = map[string]any
 
+// The registry is the chart's zot (test/cluster/lib.sh names it the same
+// way): its namespace and pod labels here, its Service (also its
+// Deployment's name) and port in registry.go, which reads it.
 var (
-	kubectl    = envOr("KUBECTL", "kubectl")
-	registryNS = envOr("REGISTRY_NS", "oci-registry")
-	repoPrefix = envOr("REPOSITORY_PREFIX", "tekton-oci-transport")
+	kubectl          = envOr("KUBECTL", "kubectl")
+	registryNS       = envOr("REGISTRY_NS", "tekton-oci-transport")
+	registrySelector = envOr("REGISTRY_SELECTOR", "app.kubernetes.io/instance=tekton-oci-transport,app.kubernetes.io/component=registry")
+	repoPrefix       = envOr("REPOSITORY_PREFIX", "tekton-oci-transport")
 )
 
 func envOr(k, def string) string {
@@ -92,6 +96,7 @@ func main() {
 		keep       bool
 		verbose    bool
 		fault      string
+		listTags   string
 	)
 	flag.Var(&fs, "f", "YAML file (repeatable): one PipelineRun, and the Pipelines and Tasks it names")
 	flag.StringVar(&name, "name", "", "case name (default: the first file's base name)")
@@ -99,8 +104,18 @@ func main() {
 	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
-	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (the run's repositories deleted from the registry's storage once TASK succeeded: the consumer's pull must fail with exit 4)")
+	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed)")
+	flag.StringVar(&listTags, "tags", "", "only print the tags of repository REPO (<prefix>/<namespace>/...), read as that namespace's runs may (registry.go), and exit")
 	flag.Parse()
+	if listTags != "" {
+		tags, err := repoTags(listTags)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "equivalence -tags:", err)
+			os.Exit(2)
+		}
+		fmt.Println(strings.Join(tags, " "))
+		return
+	}
 	if len(fs) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: equivalence -f run.yaml [-f pipeline.yaml ...]")
 		os.Exit(2)
@@ -123,8 +138,20 @@ func main() {
 		fmt.Printf("FAIL %s: %d difference(s)\n", c.name, diffs)
 		os.Exit(1)
 	default:
-		fmt.Printf("PASS %s: equivalent (PVC %s, converted %s)\n", c.name, c.wall["pvc"].Round(100*time.Millisecond), c.wall["oci"].Round(100*time.Millisecond))
+		fmt.Printf("PASS %s: %s (PVC %s, converted %s)\n", c.name, c.verdict(), c.wall["pvc"].Round(100*time.Millisecond), c.wall["oci"].Round(100*time.Millisecond))
 	}
+}
+
+// verdict says what a passing case showed: equivalence, or for a fault
+// whose outcome is asserted instead, that outcome.
+func (c *kase) verdict() string {
+	switch {
+	case strings.HasPrefix(c.fault, "registry-data-lost:"):
+		return "the converted run failed loudly where its data went missing (pull exit 4), and a new run afterwards is equivalent"
+	case c.fault == "webhook-down":
+		return "admitted unchanged, the labelled run succeeded on its PVC"
+	}
+	return "equivalent"
 }
 
 func sanitize(s string) string {
@@ -667,7 +694,8 @@ func (c *kase) run(paths []string) (int, error) {
 	// workspaces bound (observer)
 	twin := func(ps obj) obj { return lockBindings(ps, tasks, converted) }
 	runs := map[string]obj{}
-	for _, kind := range []string{"pvc", "oci"} {
+	kinds := c.runKinds()
+	for _, kind := range kinds {
 		b, _ := json.Marshal(run)
 		var r obj
 		_ = json.Unmarshal(b, &r)
@@ -712,7 +740,7 @@ func (c *kase) run(paths []string) (int, error) {
 
 	c.wall = map[string]time.Duration{}
 	results := map[string]*runResult{}
-	for _, kind := range []string{"pvc", "oci"} {
+	for _, kind := range kinds {
 		b, _ := json.Marshal(runs[kind])
 		if kind == "oci" && c.fault == "webhook-down" {
 			if err := scaleWebhook(0); err != nil {
@@ -727,7 +755,7 @@ func (c *kase) run(paths []string) (int, error) {
 		if task, ok := strings.CutPrefix(c.fault, "registry-restart:"); ok && kind == "oci" {
 			go func() { faultDone <- c.restartRegistryWhen(task) }()
 		} else if task, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok && kind == "oci" {
-			go func() { faultDone <- c.loseRegistryDataWhen(task, tasks, converted, stop) }()
+			go func() { faultDone <- c.loseRegistryWhen(task, tasks, converted, stop) }()
 		} else {
 			faultDone <- ""
 		}
@@ -750,7 +778,35 @@ func (c *kase) run(paths []string) (int, error) {
 		}
 		results[kind] = rr
 	}
-	return c.compare(results["pvc"], results["oci"], tasks, order, converted)
+	diffs, err := c.compare(results["pvc"], results["oci"], tasks, order, converted)
+	if err != nil {
+		return diffs, err
+	}
+	if again := results["oci-again"]; again != nil {
+		// the registry is back: a new converted run must work, and be
+		// equivalent, as if nothing had happened
+		fmt.Printf("  == a new converted run after the registry lost its data:\n")
+		fault := c.fault
+		c.fault = "" // no fault in this run: the whole comparison
+		d, err := c.compare(results["pvc"], again, tasks, order, converted)
+		c.fault = fault
+		diffs += d
+		if err != nil {
+			return diffs, err
+		}
+	}
+	return diffs, nil
+}
+
+// runKinds are the runs of the case, in the order they run, each a
+// PipelineRun of that name: the PVC run and the converted one, and for
+// registry-data-lost another converted run after them (once the registry is
+// back, a new run must work).
+func (c *kase) runKinds() []string {
+	if strings.HasPrefix(c.fault, "registry-data-lost:") {
+		return []string{"pvc", "oci", "oci-again"}
+	}
+	return []string{"pvc", "oci"}
 }
 
 type taskRun struct {
@@ -952,7 +1008,7 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		fmt.Printf("  DIFF "+format+"\n", a...)
 	}
 	fmt.Printf("== case %s (namespace %s): PVC run %s in %s, converted run %s in %s\n", c.name, c.ns,
-		pvc.status, c.wall["pvc"].Round(100*time.Millisecond), oci.status, c.wall["oci"].Round(100*time.Millisecond))
+		pvc.status, c.wall["pvc"].Round(100*time.Millisecond), oci.status, c.wall[oci.kind].Round(100*time.Millisecond))
 
 	// converted at all?
 	anno := s(m(oci.obj, "metadata", "annotations"), convertedAnno)
