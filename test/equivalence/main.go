@@ -29,6 +29,8 @@
 // With -fault registry-data-lost:TASK the outcome is asserted instead of
 // equivalence (faults.go): the converted run must fail loudly at the pull of
 // TASK's consumer; then a new converted run must succeed and be equivalent.
+// With -fault retention an ended converted run must be deleted by zot's
+// retention while another is in flight (retention.go).
 //
 // Exit status: 0 equivalent, 1 a difference (printed per task), 2 an error.
 // With -expect-diff the first two are swapped (the harness's own negative test).
@@ -104,7 +106,7 @@ func main() {
 	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
-	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed)")
+	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed) or retention (zot with short GC and retention intervals: an ended run's tags and blobs go, a run in flight keeps its own)")
 	flag.StringVar(&listTags, "tags", "", "only print the tags of repository REPO (<prefix>/<namespace>/...), read as that namespace's runs may (registry.go), and exit")
 	flag.Parse()
 	if listTags != "" {
@@ -124,6 +126,9 @@ func main() {
 		name = strings.TrimSuffix(filepath.Base(fs[0]), filepath.Ext(fs[0]))
 	}
 	c := &kase{name: sanitize(name), timeout: timeout, keep: keep, verbose: verbose, fault: fault}
+	if fault == "retention" {
+		c.retention = &retentionFault{}
+	}
 	diffs, err := c.run(fs)
 	switch {
 	case err != nil:
@@ -150,6 +155,8 @@ func (c *kase) verdict() string {
 		return "the converted run failed loudly where its data went missing (pull exit 4), and a new run afterwards is equivalent"
 	case c.fault == "webhook-down":
 		return "admitted unchanged, the labelled run succeeded on its PVC"
+	case c.fault == "retention":
+		return "equivalent while zot's GC ran, and the ended run's tags and blobs were reclaimed"
 	}
 	return "equivalent"
 }
@@ -173,6 +180,8 @@ type kase struct {
 	// faultFailed: the fault could not be injected (registry-data-lost), so
 	// the outcome it asserts says nothing
 	faultFailed bool
+	// retention: -fault retention's bookkeeping (retention.go)
+	retention *retentionFault
 	// lockRoots: the PVC run's claims -> their directories on this machine (locks.go)
 	lockRoots map[string]string
 	// taskMeta: per pipeline task with a taskRef to a supplied Task, what
@@ -756,6 +765,8 @@ func (c *kase) run(paths []string) (int, error) {
 			go func() { faultDone <- c.restartRegistryWhen(task) }()
 		} else if task, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok && kind == "oci" {
 			go func() { faultDone <- c.loseRegistryWhen(task, tasks, converted, stop) }()
+		} else if c.retention != nil && kind == "oci" {
+			go func() { faultDone <- c.retention.watch(stop) }()
 		} else {
 			faultDone <- ""
 		}
@@ -777,10 +788,21 @@ func (c *kase) run(paths []string) (int, error) {
 			return 0, err
 		}
 		results[kind] = rr
+		if kind == "oci-old" {
+			if err := c.retention.afterOld(rr, converted); err != nil {
+				return 0, err
+			}
+		}
 	}
 	diffs, err := c.compare(results["pvc"], results["oci"], tasks, order, converted)
 	if err != nil {
 		return diffs, err
+	}
+	if c.retention != nil {
+		for _, l := range c.retention.problems(results["oci"], converted) {
+			diffs++
+			fmt.Printf("  DIFF %s\n", l)
+		}
 	}
 	if again := results["oci-again"]; again != nil {
 		// the registry is back: a new converted run must work, and be
@@ -799,12 +821,16 @@ func (c *kase) run(paths []string) (int, error) {
 }
 
 // runKinds are the runs of the case, in the order they run, each a
-// PipelineRun of that name: the PVC run and the converted one, and for
-// registry-data-lost another converted run after them (once the registry is
-// back, a new run must work).
+// PipelineRun of that name: the PVC run and the converted one, and for some
+// faults another converted run before them (retention: one that has ended
+// and must be deleted while "oci" is in flight) or after them
+// (registry-data-lost: once the registry is back, a new run must work).
 func (c *kase) runKinds() []string {
-	if strings.HasPrefix(c.fault, "registry-data-lost:") {
+	switch {
+	case strings.HasPrefix(c.fault, "registry-data-lost:"):
 		return []string{"pvc", "oci", "oci-again"}
+	case c.retention != nil:
+		return []string{"oci-old", "pvc", "oci"}
 	}
 	return []string{"pvc", "oci"}
 }

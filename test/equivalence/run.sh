@@ -6,7 +6,7 @@
 # one is already running (then it is used and left up) or KEEP=1.
 #
 #   CASES="linear fan-in"  run only these cases; FAULTS=0 skips the fault cases,
-#                          FAULTS="registry-restart ..." runs only these (faults/NAME.yaml)
+#                          FAULTS="retention ..." runs only these (faults/NAME.yaml)
 #   EQ_PARALLEL=2          cases of the corpus run at once (each has its own
 #                          namespace eq-<case>); the negative test and the
 #                          faults run one at a time after it
@@ -32,6 +32,7 @@ if ! { [ -f "$D/apiserver.pid" ] && kill -0 "$(cat "$D/apiserver.pid")" 2>/dev/n
 fi
 bringup=$((SECONDS - t0))
 export KUBECONFIG=$KUBECONFIG_FILE KUBECTL=$D/bin/kubectl REGISTRY_NS REGISTRY_SERVICE REGISTRY_PORT REGISTRY_SELECTOR
+export KUBELET_ROOT=$D/kubelet/root
 go build -o "$D/bin/equivalence" ./test/equivalence
 
 cases=()
@@ -101,8 +102,9 @@ summary+=("$(printf '%-18s %4ds  %s' "negative" $((SECONDS - s)) "$(grep -E '^(P
 
 # Faults, one at a time: the webhook down; zot (on the chart's default
 # emptyDir) losing its pod between a producer and its consumer; zot on a
-# claim restarted while a task pushes. The chart is upgraded for the last
-# (lib.sh: chart) and put back as up.sh installed it at the end.
+# claim restarted while a task pushes; zot's GC and retention with short
+# intervals during a run. The chart is upgraded for the last two (lib.sh:
+# chart) and put back as up.sh installed it at the end.
 want() { [ "${FAULTS:-1}" = 1 ] || [[ " $FAULTS " == *" $1 "* ]]; }
 fault() { # fault NAME [harness flags...]: the case faults/NAME.yaml
   local n=$1 s=$SECONDS retries
@@ -173,6 +175,14 @@ if [ "${FAULTS:-1}" != 0 ]; then
   if want registry-restart; then
     changed=1
     if zot_on_claim; then fault registry-restart -fault registry-restart:during -v; else not_up registry-restart "on a claim"; fi
+  fi
+  if want retention; then
+    # back on an emptyDir, GC every 15 s, tags kept 100 s after their push
+    # (faults/retention.yaml says why these numbers)
+    changed=1
+    if zot_values --set zot.gc.interval=15s --set zot.gc.delay=10s --set zot.retention.delay=10s --set zot.retention.keepPushedWithin=100s; then
+      fault retention -fault retention
+    else not_up retention "with short GC intervals"; fi
   fi
   if [ $changed = 1 ]; then
     zot_values || failed+=(chart-restore)
