@@ -312,3 +312,121 @@ func pullSummary(tr *taskRun) string {
 	sort.Strings(out)
 	return strings.Join(out, "; ")
 }
+
+// ---- registry-full: zot's volume has no room for a push
+
+// fullProblems checks the outcome the registry-full fault must have, instead
+// of equivalence (the PVC run has no registry to fill): the PVC run
+// succeeded; in the converted run `full`'s push failed, after its retries,
+// naming the registry's answer (zot answers 500 when its disk is full) and
+// saying that the registry's log has the cause, and
+// the run failed; every finally task pulled what the tasks before left, from
+// the full registry, whole, and its own steps (which check the data) passed:
+// nothing partial or corrupt was pulled.
+func fullProblems(pvc, oci *runResult, full string, tasks []*ptask) []string {
+	var out []string
+	if !strings.HasPrefix(pvc.status, "True") {
+		out = append(out, fmt.Sprintf("the PVC run did not succeed: %s", pvc.status))
+	}
+	if !strings.HasPrefix(oci.status, "False") {
+		out = append(out, fmt.Sprintf("the converted run did not fail: %s", oci.status))
+	}
+	pushFailed := false
+	for _, tr := range oci.taskRuns[full] {
+		for name, st := range tr.steps {
+			if strings.HasPrefix(name, "oci-transport-push-") && st.terminated && st.exitCode == 1 {
+				log := tr.logs[name]
+				if !strings.Contains(log, "push failed") || !strings.Contains(log, "500") || !strings.Contains(log, "its own log says why") {
+					out = append(out, fmt.Sprintf("%s: step %s exited 1 without saying the registry refused the push (HTTP 500) and where to look: %q", tr.name, name, lastLine(log)))
+				}
+				pushFailed = true
+			}
+		}
+	}
+	if !pushFailed {
+		out = append(out, fmt.Sprintf("no oci-transport-push-* step of %s exited 1: the registry did not fill up (%s)", full, statuses(oci.taskRuns[full])))
+	}
+	finals := 0
+	for _, t := range tasks {
+		if !t.finally {
+			continue
+		}
+		for _, tr := range oci.taskRuns[t.name] {
+			finals++
+			for name, st := range tr.steps {
+				if st.ran() && st.exitCode != 0 {
+					out = append(out, fmt.Sprintf("finally %s: step %s exited %d pulling from the full registry: %q", tr.name, name, st.exitCode, lastLine(tr.logs[name])))
+				}
+			}
+		}
+	}
+	if finals == 0 {
+		out = append(out, "no finally task ran in the converted run: nothing was pulled from the full registry")
+	}
+	sort.Strings(out)
+	return out
+}
+
+func lastLine(log string) string {
+	log = strings.TrimSpace(log)
+	if i := strings.LastIndex(log, "\n"); i >= 0 {
+		return log[i+1:]
+	}
+	return log
+}
+
+// ---- registry-evicted: zot's emptyDir over its sizeLimit
+
+// watchEviction watches zot's pods while the converted run runs: once
+// producer has succeeded, the kubelet must evict zot for its emptyDir's
+// sizeLimit (the chart's zot.storage.emptyDir.sizeLimit, small for this
+// case) and a new, empty, pod come up. It returns what happened;
+// c.faultFailed says it did not (the outcome then says nothing).
+func (c *kase) watchEviction(producer string, stop <-chan struct{}) string {
+	var produced time.Time
+	evicted := map[string]bool{} // zot pods seen evicted
+	var seen []string
+	for {
+		select {
+		case <-stop:
+			if len(seen) == 0 {
+				c.faultFailed = true
+				return "zot was not evicted while the run ran (its emptyDir did not pass its sizeLimit, or the kubelet did not notice in time)"
+			}
+			return strings.Join(seen, "; ")
+		case <-time.After(time.Second):
+		}
+		if produced.IsZero() {
+			var trs struct{ Items []obj }
+			if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun=oci,tekton.dev/pipelineTask="+producer); err == nil {
+				for _, tr := range trs.Items {
+					for _, cond := range list(m(tr, "status"), "conditions") {
+						if s(cond.(obj), "type") == "Succeeded" && s(cond.(obj), "status") == "True" {
+							produced = time.Now()
+						}
+					}
+				}
+			}
+		}
+		var pods struct{ Items []obj }
+		if err := kcJSON(&pods, "-n", registryNS, "get", "pods", "-l", registrySelector); err != nil {
+			continue
+		}
+		for _, p := range pods.Items {
+			name := s(m(p, "metadata"), "name")
+			if s(m(p, "status"), "reason") != "Evicted" || evicted[name] {
+				continue
+			}
+			evicted[name] = true
+			when := "before " + producer + " succeeded"
+			if !produced.IsZero() {
+				when = fmt.Sprintf("%s after %s succeeded", time.Since(produced).Round(time.Second), producer)
+			}
+			msg := fmt.Sprintf("zot pod %s evicted %s: %q", name, when, s(m(p, "status"), "message"))
+			if pod, err := waitNewRegistryPod(slices.Collect(maps.Keys(evicted)), 2*time.Minute); err == nil {
+				msg += "; new pod " + pod + " ready, empty"
+			}
+			seen = append(seen, msg)
+		}
+	}
+}

@@ -30,7 +30,10 @@
 // equivalence (faults.go): the converted run must fail loudly at the pull of
 // TASK's consumer; then a new converted run must succeed and be equivalent.
 // With -fault retention an ended converted run must be deleted by zot's
-// retention while another is in flight (retention.go).
+// retention while another is in flight (retention.go). With -fault
+// registry-evicted:TASK (zot evicted for its emptyDir's sizeLimit) the
+// outcome is registry-data-lost's; with -fault registry-full:TASK TASK's push
+// must fail loudly and nothing partial be pulled (faults.go).
 //
 // Exit status: 0 equivalent, 1 a difference (printed per task), 2 an error.
 // With -expect-diff the first two are swapped (the harness's own negative test).
@@ -106,7 +109,7 @@ func main() {
 	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
-	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed) or retention (zot with short GC and retention intervals: an ended run's tags and blobs go, a run in flight keeps its own)")
+	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed) or retention (zot with short GC and retention intervals: an ended run's tags and blobs go, a run in flight keeps its own) or registry-full:TASK (zot's volume has no room for TASK's push: it must fail naming the registry's answer, the run fail, and the finally tasks pull what was there, whole) or registry-evicted:TASK (TASK's push takes zot's emptyDir over its sizeLimit: the kubelet evicts zot, and the consumer's pull must fail with exit 4)")
 	flag.StringVar(&listTags, "tags", "", "only print the tags of repository REPO (<prefix>/<namespace>/...), read as that namespace's runs may (registry.go), and exit")
 	flag.Parse()
 	if listTags != "" {
@@ -153,6 +156,10 @@ func (c *kase) verdict() string {
 	switch {
 	case strings.HasPrefix(c.fault, "registry-data-lost:"):
 		return "the converted run failed loudly where its data went missing (pull exit 4), and a new run afterwards is equivalent"
+	case strings.HasPrefix(c.fault, "registry-evicted:"):
+		return "zot was evicted and the converted run failed loudly where its data went missing (pull exit 4)"
+	case strings.HasPrefix(c.fault, "registry-full:"):
+		return "the push that did not fit failed loudly, the converted run failed, the finally task pulled what was there whole"
 	case c.fault == "webhook-down":
 		return "admitted unchanged, the labelled run succeeded on its PVC"
 	case c.fault == "retention":
@@ -765,6 +772,8 @@ func (c *kase) run(paths []string) (int, error) {
 			go func() { faultDone <- c.restartRegistryWhen(task) }()
 		} else if task, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok && kind == "oci" {
 			go func() { faultDone <- c.loseRegistryWhen(task, tasks, converted, stop) }()
+		} else if task, ok := strings.CutPrefix(c.fault, "registry-evicted:"); ok && kind == "oci" {
+			go func() { faultDone <- c.watchEviction(task, stop) }()
 		} else if c.retention != nil && kind == "oci" {
 			go func() { faultDone <- c.retention.watch(stop) }()
 		} else {
@@ -1067,7 +1076,11 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 	if anno == "" {
 		problem("the labelled run was not converted: annotations %v", m(oci.obj, "metadata", "annotations"))
 	}
-	if producer, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok {
+	producer, lost := strings.CutPrefix(c.fault, "registry-data-lost:")
+	if p, ok := strings.CutPrefix(c.fault, "registry-evicted:"); ok {
+		producer, lost = p, true // evicted: the same loss, the kubelet's doing
+	}
+	if lost {
 		// the registry lost the run's data: a loud failure is the right outcome
 		if c.faultFailed {
 			return diffs, errors.New("the fault was not injected (see `fault:` above)")
@@ -1078,6 +1091,22 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		for _, t := range consumers(producer, tasks, converted) {
 			for _, tr := range oci.taskRuns[t.name] {
 				fmt.Printf("  registry data lost: consumer %s: %s\n", tr.name, pullSummary(tr))
+			}
+		}
+		return diffs, nil
+	}
+	if full, ok := strings.CutPrefix(c.fault, "registry-full:"); ok {
+		// the registry is full: the push must fail loudly, nothing corrupt be pulled
+		for _, l := range fullProblems(pvc, oci, full, tasks) {
+			problem("%s", l)
+		}
+		for _, pt := range slices.Sorted(maps.Keys(oci.taskRuns)) {
+			for _, tr := range oci.taskRuns[pt] {
+				for _, name := range slices.Sorted(maps.Keys(tr.logs)) {
+					if strings.HasPrefix(name, "oci-transport-") {
+						fmt.Printf("  registry full: %s %s (%s): %s\n", tr.name, name, tr.status, lastLine(tr.logs[name]))
+					}
+				}
 			}
 		}
 		return diffs, nil

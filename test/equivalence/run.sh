@@ -103,8 +103,9 @@ summary+=("$(printf '%-18s %4ds  %s' "negative" $((SECONDS - s)) "$(grep -E '^(P
 # Faults, one at a time: the webhook down; zot (on the chart's default
 # emptyDir) losing its pod between a producer and its consumer; zot on a
 # claim restarted while a task pushes; zot's GC and retention with short
-# intervals during a run. The chart is upgraded for the last two (lib.sh:
-# chart) and put back as up.sh installed it at the end.
+# intervals during a run; zot's emptyDir over its sizeLimit (evicted); zot's
+# claim full. The chart is upgraded for the last four (lib.sh: chart) and
+# put back as up.sh installed it at the end.
 want() { [ "${FAULTS:-1}" = 1 ] || [[ " $FAULTS " == *" $1 "* ]]; }
 fault() { # fault NAME [harness flags...]: the case faults/NAME.yaml
   local n=$1 s=$SECONDS retries
@@ -125,17 +126,19 @@ zot_values() {
   fi
   echo "  (chart upgraded in $((SECONDS - s))s: ${*:-back to up.sh values})"
 }
-# zot_on_claim: zot with storage.type pvc. The claim the chart
+# zot_on_claim [SIZE]: zot with storage.type pvc. The claim the chart
 # creates gets a local volume of a class of its own (eq-zot): the test bed's
 # default hostPath class makes 0750 root:root directories and the kubelet
 # applies no fsGroup to hostPath volumes, so zot, which runs as 65532, could
 # not write there (it exits: permission denied). A local volume gets fsGroup
-# as a CSI volume does. Its directory goes with the test bed (down.sh
-# removes /tmp/hostpath-provisioner).
+# as a CSI volume does. With SIZE the volume is a file system of that size
+# (tmpfs), which fills up. Its directory goes with the test bed (down.sh
+# unmounts and removes /tmp/hostpath-provisioner).
 zot_on_claim() {
   local name=eq-zot-$(date +%H%M%S) dir
   dir=/tmp/hostpath-provisioner/eq-local/$name
   mkdir -p "$dir"
+  if [ -n "${1:-}" ]; then mount -t tmpfs -o size="$1",mode=755 "$name" "$dir"; fi
   chmod 755 "$dir"
   # an earlier case's claim (the chart deletes it when zot leaves it) and volume
   if kc -n $REGISTRY_NS get pvc $REGISTRY_SERVICE >/dev/null 2>&1; then zot_values || return 1; fi
@@ -184,10 +187,21 @@ if [ "${FAULTS:-1}" != 0 ]; then
       fault retention -fault retention
     else not_up retention "with short GC intervals"; fi
   fi
+  if want registry-evicted; then
+    # the chart's emptyDir, with a sizeLimit of 20Mi: one push of the case fits
+    changed=1
+    if zot_values --set zot.storage.emptyDir.sizeLimit=20Mi; then fault registry-evicted -fault registry-evicted:grow -v; else not_up registry-evicted "with a 20Mi emptyDir"; fi
+  fi
+  if want registry-full; then
+    # a claim of 20 MiB (tmpfs: 20m): room for one push of the case, not two
+    changed=1
+    if zot_on_claim 20m; then fault registry-full -fault registry-full:grow; else not_up registry-full "on a 20 MiB claim"; fi
+  fi
   if [ $changed = 1 ]; then
     zot_values || failed+=(chart-restore)
     kc delete pv -l eq-zot --ignore-not-found --wait=false >/dev/null
     kc delete storageclass eq-zot --ignore-not-found >/dev/null
+    for m in $(awk '$5 ~ "^/tmp/hostpath-provisioner/eq-local/eq-zot-" {print $5}' /proc/self/mountinfo); do umount -l "$m"; done
   fi
 fi
 
