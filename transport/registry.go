@@ -197,6 +197,18 @@ func retryable(err error) bool {
 	return strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF")
 }
 
+// serverErrorHint says where to look when the registry failed every
+// attempt with a 5xx: only its own log names the cause. zot answers a bare
+// 500, no body, when its storage is full ("no space left on device" is in
+// its log only), so the status alone would leave a user guessing.
+func serverErrorHint(err error) string {
+	var er *errcode.ErrorResponse
+	if errors.As(err, &er) && er.StatusCode >= 500 {
+		return "; the registry failed every attempt: its own log says why (zot answers a bare 500 when its storage is full)"
+	}
+	return ""
+}
+
 // withRetry runs fn until it succeeds, fails with a permanent error, or
 // the retries are exhausted, with exponential backoff and jitter.
 func (c *client) withRetry(ctx context.Context, what string, fn func() error) error {
@@ -206,7 +218,7 @@ func (c *client) withRetry(ctx context.Context, what string, fn func() error) er
 		if err == nil || !retryable(err) || attempt >= c.opts.Retries {
 			err = c.explainRefusal(err)
 			if err != nil && attempt > 0 {
-				err = fmt.Errorf("%s (after %d attempts): %w", what, attempt+1, err)
+				err = fmt.Errorf("%s (after %d attempts): %w%s", what, attempt+1, err, serverErrorHint(err))
 			} else if err != nil {
 				err = fmt.Errorf("%s: %w", what, err)
 			}

@@ -19,9 +19,16 @@ BRIDGE=k8s1br0
 NODE=k8s1
 
 TEKTON_VERSION=v1.15.1
-REGISTRY_NS=oci-registry
-REGISTRY_ADDRESS=registry.$REGISTRY_NS.svc.cluster.local:5000
 CHART_NS=tekton-oci-transport
+# The registry is the chart's own zot (release tekton-oci-transport): its
+# Service, the address the steps get by default, and its pods' labels.
+ZOT_VERSION=$(sed -n 's/^ZOT_VERSION=//p' "$REPO/hack/zot.sh")
+ZOT_IMAGE=local.test/zot:$ZOT_VERSION
+REGISTRY_NS=$CHART_NS
+REGISTRY_SERVICE=tekton-oci-transport-zot
+REGISTRY_PORT=5000
+REGISTRY_ADDRESS=$REGISTRY_SERVICE.$REGISTRY_NS.svc:$REGISTRY_PORT
+REGISTRY_SELECTOR=app.kubernetes.io/instance=tekton-oci-transport,app.kubernetes.io/component=registry
 OUR_TAG=${OUR_TAG:-dev}
 WEBHOOK_IMAGE=local.test/tekton-oci-transport/webhook:$OUR_TAG
 STEP_IMAGE=local.test/tekton-oci-transport/oci-transport-step:$OUR_TAG
@@ -29,6 +36,16 @@ STEP_IMAGE=local.test/tekton-oci-transport/oci-transport-step:$OUR_TAG
 t0=${t0:-$SECONDS}
 ts() { printf '[cluster %3ds] %s\n' "$((SECONDS - t0))" "$*" >&2; }
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# chart install|upgrade [helm flags...]: our chart as the test bed installs it
+# (the values up.sh wrote to $D/chart-values.yaml), plus the flags given (the
+# fault cases change zot's storage and GC this way), waiting until it is ready.
+chart() {
+  local verb=$1; shift
+  HELM_CACHE_HOME=$D/helm/cache HELM_CONFIG_HOME=$D/helm/config HELM_DATA_HOME=$D/helm/data \
+    "$HELM" --kubeconfig "$KUBECONFIG_FILE" "$verb" tekton-oci-transport "$REPO/charts/tekton-oci-transport" \
+    --namespace $CHART_NS -f "$D/chart-values.yaml" "$@" --wait --timeout 180s
+}
 
 # cluster_lock: one test bed per machine. make equivalence and make demo hold
 # this lock from bring-up to teardown, so two of them (two CI runs, a CI run

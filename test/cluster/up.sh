@@ -7,12 +7,12 @@
 # conntrack, busybox-static), assembles every image locally (no registry, no
 # pulls), starts the node with its state under $CLUSTER_ROOT and installs:
 # CoreDNS (cluster names only, no forwarding), a default hostPath StorageClass,
-# Tekton Pipelines, the CNCF registry (Deployment + Service) and our chart
-# (zot disabled, registry.address = that Service). test/cluster/down.sh undoes
-# all of it. Nothing is reached beyond this machine: the node uses eth0's own
-# address, pods a local bridge, kubelet a resolv.conf of its own.
+# Tekton Pipelines and our chart as shipped, with its zot registry (the image
+# assembled from hack/zot.sh's binary). test/cluster/down.sh undoes all of it.
+# Nothing is reached beyond this machine: the node uses eth0's own address,
+# pods a local bridge, kubelet a resolv.conf of its own.
 #
-#   WITH_CHART=0  stop after the registry (no chart)
+#   WITH_CHART=0  stop after Tekton (no chart, so no registry either)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -50,9 +50,12 @@ KCM=$(tool kube-controller-manager)/kube-controller-manager
 KUBE_PROXY=$(tool kube-proxy)/kube-proxy
 TEKTON_BIN=$(tool tekton)
 COREDNS=$(tool coredns)/coredns
-# the registry image needs a static binary: built here (CGO off), same version as hack/tools.sh's
-REGISTRY_VERSION=$(sed -n 's/^REGISTRY_VERSION=//p' hack/tools.sh)
 HELM=$(tool helm)/helm
+# zot, the registry the chart installs: not on the module proxy, so
+# hack/zot.sh finds the binary (../shared/zot, $ZOT_BIN, or its cache) or
+# says why it cannot; without it there is no test bed (run.sh skips, or
+# fails under CI=true).
+ZOT=$(hack/zot.sh)
 ts "tools ready"
 
 # Start from a clean state folder; built images are kept in $IMAGE_CACHE.
@@ -130,12 +133,14 @@ if [ ! -f "$IMGS/$cdver.tar" ]; then
   mkdir -p "$r/coredns"; cp "$COREDNS" "$r/coredns/coredns"
   img "$IMGS/$cdver.tar" "$r/coredns" -tag local.test/coredns:1 -- /coredns
 fi
-regver=registry-$REGISTRY_VERSION-static
-if [ ! -f "$IMGS/$regver.tar" ]; then
-  ts "building the registry $REGISTRY_VERSION (static, once)"
-  mkdir -p "$r/registry/etc/registry" "$r/registry/var/lib/registry" "$r/registry/tmp"; chmod 1777 "$r/registry/tmp"
-  GOBIN=$r/registry CGO_ENABLED=0 go install -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
-  img "$IMGS/$regver.tar" "$r/registry" -tag local.test/registry:1 -- /registry serve /etc/registry/config.yml
+# zot: the static binary hack/zot.sh found (the chart's image is
+# ghcr.io/project-zot/zot; its entrypoint is the binary, the chart passes
+# `serve /etc/zot/config.json`). Keyed by version and the binary's hash.
+zotver=zot-$ZOT_VERSION-$(sha256sum "$ZOT" | cut -c1-12)
+if [ ! -f "$IMGS/$zotver.tar" ]; then
+  mkdir -p "$r/zot/usr/bin" "$r/zot/etc/zot" "$r/zot/var/lib/registry" "$r/zot/tmp"; chmod 1777 "$r/zot/tmp"
+  cp "$ZOT" "$r/zot/usr/bin/zot"
+  img "$IMGS/$zotver.tar" "$r/zot" -user 65532 -tag "$ZOT_IMAGE" -- /usr/bin/zot
 fi
 # Ours: rebuilt every time from this tree (static, as in the Dockerfile).
 mkdir -p "$r/ours/webhook/usr/local/bin" "$r/ours/step/usr/local/bin" "$r/ours/step/tmp"
@@ -216,7 +221,7 @@ cat > "$D/cni/conf/10-bridge.conflist" <<EOF
 EOF
 start containerd containerd --config "$D/containerd/config.toml"
 wait_for "$CTR version" 30
-for t in "$IMGS"/pause-1.tar "$IMGS/busybox-$bbver.tar" "$IMGS/busybox-$bbver-nonroot.tar" "$IMGS"/tekton-*-"$TEKTON_VERSION"-nonroot.tar "$IMGS/$cdver.tar" "$IMGS/$regver.tar" "$D/webhook.tar" "$D/step.tar"; do
+for t in "$IMGS"/pause-1.tar "$IMGS/busybox-$bbver.tar" "$IMGS/busybox-$bbver-nonroot.tar" "$IMGS"/tekton-*-"$TEKTON_VERSION"-nonroot.tar "$IMGS/$cdver.tar" "$IMGS/$zotver.tar" "$D/webhook.tar" "$D/step.tar"; do
   $CTR images import "$t" >/dev/null
 done
 ts "containerd up, images imported"
@@ -285,6 +290,9 @@ clusterDNS: [$DNS_IP]
 resolvConf: $D/kubelet/resolv.conf
 podLogsDir: $D/kubelet/pod-logs
 imageGCHighThresholdPercent: 100
+# volumes measured every 10 s (default 1m): a zot over its emptyDir's
+# sizeLimit is evicted within about 20 s (fault case registry-evicted)
+volumeStatsAggPeriod: 10s
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 serializeImagePulls: false
 maxPods: 110
@@ -296,7 +304,7 @@ wait_for "kc get sa default -n default" 60
 wait_for "[ -z \"\$(kc get node $NODE -o jsonpath='{.spec.taints}')\" ]" 60
 ts "node Ready"
 
-# ---- cluster add-ons: CoreDNS (cluster names only), StorageClass, registry
+# ---- cluster add-ons: CoreDNS (cluster names only), StorageClass
 kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: ServiceAccount
@@ -373,61 +381,6 @@ metadata:
 provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: $REGISTRY_NS}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: registry, namespace: $REGISTRY_NS}
-data:
-  config.yml: |
-    version: 0.1
-    log: {level: info, formatter: text}
-    storage:
-      filesystem: {rootdirectory: /var/lib/registry}
-      delete: {enabled: true}
-    http: {addr: ":5000"}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: registry, namespace: $REGISTRY_NS, labels: {app: registry}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: registry}}
-  template:
-    metadata: {labels: {app: registry}}
-    spec:
-      containers:
-      - name: registry
-        image: local.test/registry:1
-        imagePullPolicy: Never
-        env: [{name: OTEL_TRACES_EXPORTER, value: none}]
-        ports: [{containerPort: 5000, name: http}]
-        readinessProbe: {httpGet: {path: /v2/, port: 5000}, periodSeconds: 2}
-        volumeMounts:
-        - {name: config, mountPath: /etc/registry}
-        - {name: data, mountPath: /var/lib/registry}
-      volumes:
-      - {name: config, configMap: {name: registry}}
-      # on a claim, so artifacts survive the pod (the fault tests delete it)
-      - {name: data, persistentVolumeClaim: {claimName: registry-data}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: registry-data, namespace: $REGISTRY_NS}
-spec:
-  accessModes: [ReadWriteOnce]
-  storageClassName: hostpath
-  resources: {requests: {storage: 10Gi}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: registry, namespace: $REGISTRY_NS}
-spec:
-  selector: {app: registry}
-  ports: [{name: http, port: 5000, targetPort: 5000}]
 EOF
 
 # ---- Tekton Pipelines from its module's config/, with the local images
@@ -450,22 +403,37 @@ kc -n kube-system rollout status deploy/coredns --timeout=120s >/dev/null
 ts "CoreDNS ready"
 kc -n tekton-pipelines rollout status deploy/tekton-pipelines-controller --timeout=180s >/dev/null
 kc -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
-kc -n $REGISTRY_NS rollout status deploy/registry --timeout=120s >/dev/null
-ts "Tekton $TEKTON_VERSION and the registry ready"
+ts "Tekton $TEKTON_VERSION ready"
 
 if [ "${WITH_CHART:-1}" = 1 ]; then
-  export HELM_CACHE_HOME=$D/helm/cache HELM_CONFIG_HOME=$D/helm/config HELM_DATA_HOME=$D/helm/data
-  "$HELM" --kubeconfig "$KUBECONFIG_FILE" install tekton-oci-transport charts/tekton-oci-transport \
-    --namespace $CHART_NS --create-namespace \
-    --set zot.enabled=false --set registry.address=$REGISTRY_ADDRESS --set registry.plainHTTP=true \
-    --set webhook.replicas=1 \
-    --set webhook.image.repository="${WEBHOOK_IMAGE%:*}" --set-string webhook.image.tag=$OUR_TAG --set webhook.image.pullPolicy=Never \
-    --set steps.image.repository="${STEP_IMAGE%:*}" --set-string steps.image.tag=$OUR_TAG \
-    --set test.image.repository=local.test/busybox --set-string test.image.tag=1 \
-    --set webhook.logLevel=1 \
-    --wait --timeout 180s >/dev/null
+  # The chart as shipped (zot included, on its default emptyDir, with its
+  # GC and retention), changed only where this machine needs it.
+  # test/equivalence/run.sh upgrades the release with these values plus its
+  # own for the registry fault cases (lib.sh: chart).
+  cat > "$D/chart-values.yaml" <<EOF
+# test/cluster/up.sh: the test bed's values on top of the chart's defaults.
+webhook:
+  replicas: 1   # one node
+  # every admission in the webhook's log
+  logLevel: 1
+  # our images, built from the tree above and imported: never pulled
+  image: {repository: "${WEBHOOK_IMAGE%:*}", tag: "$OUR_TAG", pullPolicy: Never}
+steps:
+  image: {repository: "${STEP_IMAGE%:*}", tag: "$OUR_TAG"}
+zot:
+  # assembled from hack/zot.sh's binary (the same v2.1.20 as ghcr.io/project-zot/zot)
+  image: {repository: "${ZOT_IMAGE%:*}", tag: "$ZOT_VERSION", pullPolicy: Never}
+test:
+  image: {repository: local.test/busybox, tag: "1"}
+# Left as shipped: registry.address empty (the steps use zot's Service,
+# $REGISTRY_ADDRESS, plain HTTP), registry.auth.mode token (zot checks
+# the webhook's registry tokens), zot's storage (emptyDir, 10Gi), GC and
+# retention (1h, 24h), NetworkPolicies (rendered; this node's bridge CNI does
+# not enforce them: the harness reads zot from this machine, with a token).
+EOF
+  chart install --create-namespace >/dev/null
   # Ready means the webhook answers: its configuration carries a caBundle.
   wait_for "[ -n \"\$(kc get mutatingwebhookconfiguration tekton-oci-transport -o jsonpath='{.webhooks[0].clientConfig.caBundle}')\" ]" 60
-  ts "chart installed (webhook ready, registry $REGISTRY_ADDRESS)"
+  ts "chart installed (webhook ready, zot at $REGISTRY_ADDRESS)"
 fi
 ts "up: export KUBECONFIG=$KUBECONFIG_FILE  (kubectl: $D/bin/kubectl)"

@@ -3,11 +3,11 @@ package main
 // Faults injected during the converted run (-fault), and what each must lead to.
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -36,9 +36,44 @@ func scaleWebhook(n int) error {
 	return errors.New("webhook pods still there after 60s")
 }
 
-// restartRegistryWhen takes the registry down (its pod deleted) for 4 s as
-// soon as the step `work` of task's TaskRun in the converted run starts: its
-// push, a second later, meets no registry and must retry.
+// registryPods lists zot's pods: "name Ready" per line.
+func registryPods() string {
+	out, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", registrySelector, "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+	return string(out)
+}
+
+// registryPodNames are the names of zot's pods now.
+func registryPodNames() []string {
+	var names []string
+	for _, l := range strings.Split(registryPods(), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+// waitNewRegistryPod waits until a zot pod that is none of old is Ready;
+// it returns its name.
+func waitNewRegistryPod(old []string, within time.Duration) (string, error) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, l := range strings.Split(registryPods(), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[1] == "True" && !slices.Contains(old, f[0]) {
+				return f[0], nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return "", fmt.Errorf("no new registry pod ready after %s", within)
+}
+
+// restartRegistryWhen takes the registry down (zot's Deployment scaled to
+// zero: its pod is deleted) for 4 s as soon as the step `work` of task's
+// TaskRun in the converted run starts: its push, a second later, meets no
+// registry and must retry. The run can only succeed if zot keeps its data
+// across pods (run.sh puts it on a claim for this case).
 func (c *kase) restartRegistryWhen(task string) string {
 	deadline := time.Now().Add(c.timeout)
 	for time.Now().Before(deadline) {
@@ -51,26 +86,20 @@ func (c *kase) restartRegistryWhen(task string) string {
 					// what says `work` runs, and its push comes next.
 					if s(st.(obj), "name") == stepBefore && m(st, "terminated") != nil {
 						start := time.Now()
-						old, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o", "jsonpath={.items[*].metadata.name}")
+						old := registryPodNames()
 						// down for 4 s (scaled to zero: the pod is deleted), then back
-						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", "registry", "--replicas=0"); err != nil {
+						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", registryService, "--replicas=0"); err != nil {
 							return "stopping the registry: " + err.Error()
 						}
 						time.Sleep(4 * time.Second)
-						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", "registry", "--replicas=1"); err != nil {
+						if _, err := kc(nil, "-n", registryNS, "scale", "deployment", registryService, "--replicas=1"); err != nil {
 							return "starting the registry: " + err.Error()
 						}
-						for time.Since(start) < 2*time.Minute {
-							out, _ := kc(nil, "-n", registryNS, "get", "pods", "-l", "app=registry", "-o",
-								`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
-							for _, l := range strings.Split(string(out), "\n") {
-								if f := strings.Fields(l); len(f) == 2 && f[1] == "True" && !strings.Contains(string(old), f[0]) {
-									return fmt.Sprintf("registry pod %s deleted while %s ran; a new one was ready %s later", strings.TrimSpace(string(old)), task, time.Since(start).Round(100*time.Millisecond))
-								}
-							}
-							time.Sleep(200 * time.Millisecond)
+						pod, err := waitNewRegistryPod(old, 2*time.Minute)
+						if err != nil {
+							return err.Error()
 						}
-						return "registry not back after 2 minutes"
+						return fmt.Sprintf("registry pod %s deleted while %s ran; %s was ready %s later", strings.Join(old, ","), task, pod, time.Since(start).Round(100*time.Millisecond))
 					}
 				}
 			}
@@ -80,36 +109,20 @@ func (c *kase) restartRegistryWhen(task string) string {
 	return "task " + task + " never ran: no fault injected"
 }
 
-// ---- registry-data-lost: the registry lost the run's data mid-run
+// ---- registry-data-lost: zot's pod lost mid-run, and its emptyDir with it
 
-// registryClaim is the claim the test bed's registry keeps its data on
-// (test/cluster/up.sh: a hostPath StorageClass, so on this machine), and
-// repositoriesDir where CNCF Distribution's filesystem driver keeps each
-// repository (rootdirectory /var/lib/registry is the claim's root).
-const (
-	registryClaim   = "registry-data"
-	repositoriesDir = "docker/registry/v2/repositories"
-)
-
-// registryStorage is the folder on this machine that holds the registry's
-// repositories: the hostPath of the volume bound to its claim.
-func registryStorage() (string, error) {
-	vol, err := kc(nil, "-n", registryNS, "get", "pvc", registryClaim, "-o", "jsonpath={.spec.volumeName}")
+// registryVolume is zot's data volume as its Deployment declares it
+// (the chart: emptyDir, or a claim for storage.type pvc).
+func registryVolume() (obj, error) {
+	out, err := kc(nil, "-n", registryNS, "get", "deployment", registryService, "-o", `jsonpath={.spec.template.spec.volumes[?(@.name=="data")]}`)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	hp, err := kc(nil, "get", "pv", strings.TrimSpace(string(vol)), "-o", "jsonpath={.spec.hostPath.path}")
-	if err != nil {
-		return "", err
+	var v obj
+	if err := json.Unmarshal(out, &v); err != nil {
+		return nil, fmt.Errorf("zot's data volume: %w (%s)", err, out)
 	}
-	if strings.TrimSpace(string(hp)) == "" {
-		return "", fmt.Errorf("the registry's claim %s/%s is not a hostPath volume on this machine", registryNS, registryClaim)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(hp)), repositoriesDir)
-	if _, err := os.Stat(dir); err != nil {
-		return "", fmt.Errorf("the registry's storage is not here: %w", err)
-	}
-	return dir, nil
+	return v, nil
 }
 
 // consumers are the tasks that bind a converted workspace downstream of producer.
@@ -129,19 +142,24 @@ func consumers(producer string, tasks []*ptask, converted map[string]bool) []*pt
 	return out
 }
 
-// loseRegistryDataWhen deletes the converted run's repositories from the
-// registry's storage as soon as producer's TaskRun has succeeded (its push is
-// done), before its consumer's pull: the fault case puts a task that only
-// sleeps between them. It returns what it did; c.faultFailed says the fault
-// could not be injected. It gives up when stop is closed (the run ended).
-func (c *kase) loseRegistryDataWhen(producer string, tasks []*ptask, converted map[string]bool, stop <-chan struct{}) string {
+// loseRegistryWhen deletes zot's pod as soon as producer's TaskRun has
+// succeeded (its push is done), before its consumer's pull: on the chart's
+// default emptyDir the new pod starts empty, so every artifact of the run is
+// gone, as when a node drains or zot is evicted. The fault case puts a task
+// that only sleeps between them. It returns what it did, once the new pod is
+// ready; c.faultFailed says the fault could not be injected. It gives up when
+// stop is closed (the run ended).
+func (c *kase) loseRegistryWhen(producer string, tasks []*ptask, converted map[string]bool, stop <-chan struct{}) string {
 	fail := func(format string, a ...any) string {
 		c.faultFailed = true
 		return fmt.Sprintf(format, a...)
 	}
-	root, err := registryStorage()
+	vol, err := registryVolume()
 	if err != nil {
-		return fail("registry data not deleted: %v", err)
+		return fail("registry pod not deleted: %v", err)
+	}
+	if vol["emptyDir"] == nil {
+		return fail("registry pod not deleted: zot's data is not on an emptyDir (%v), so deleting its pod loses nothing", vol)
 	}
 	cons := map[string]bool{}
 	for _, t := range consumers(producer, tasks, converted) {
@@ -150,7 +168,7 @@ func (c *kase) loseRegistryDataWhen(producer string, tasks []*ptask, converted m
 	for {
 		select {
 		case <-stop:
-			return fail("registry data not deleted: the run ended before %s succeeded", producer)
+			return fail("registry pod not deleted: the run ended before %s succeeded", producer)
 		case <-time.After(300 * time.Millisecond):
 		}
 		var trs struct{ Items []obj }
@@ -173,26 +191,60 @@ func (c *kase) loseRegistryDataWhen(producer string, tasks []*ptask, converted m
 			continue
 		}
 		if len(started) > 0 {
-			return fail("registry data not deleted: consumer %s already started when %s succeeded (the case needs a slower task between them)", strings.Join(started, ","), producer)
+			return fail("registry pod not deleted: consumer %s already started when %s succeeded (the case needs a slower task between them)", strings.Join(started, ","), producer)
 		}
 		uid := s(m(trs.Items[0], "metadata", "labels"), "tekton.dev/pipelineRunUID")
-		if uid == "" {
-			return fail("registry data not deleted: no tekton.dev/pipelineRunUID label on the TaskRuns")
-		}
-		var gone []string
+		var tags []string
 		for w := range converted {
-			dir := filepath.Join(root, repoPrefix, c.ns, uid, transform.RepositoryComponent(w))
-			if _, err := os.Stat(dir); err != nil {
-				return fail("registry data not deleted: %v (did %s push?)", err, producer)
+			repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, uid, transform.RepositoryComponent(w))
+			t, err := repoTags(repo)
+			if err != nil || len(t) == 0 {
+				return fail("registry pod not deleted: %s has no tags (%v): did %s push?", repo, err, producer)
 			}
-			if err := os.RemoveAll(dir); err != nil {
-				return fail("registry data not deleted: %v", err)
-			}
-			gone = append(gone, dir)
+			tags = append(tags, repo+":"+strings.Join(t, ","))
 		}
-		sort.Strings(gone)
-		return fmt.Sprintf("%s succeeded; deleted %s before any consumer (%s) started", producer, strings.Join(gone, " "), strings.Join(slices.Sorted(maps.Keys(cons)), ","))
+		start := time.Now()
+		old := registryPodNames()
+		if _, err := kc(nil, "-n", registryNS, "delete", "pod", "-l", registrySelector, "--wait=false"); err != nil {
+			return fail("registry pod not deleted: %v", err)
+		}
+		pod, err := waitNewRegistryPod(old, 2*time.Minute)
+		if err != nil {
+			return fail("registry pod %s deleted, but: %v", strings.Join(old, ","), err)
+		}
+		ready := time.Since(start).Round(100 * time.Millisecond)
+		after := "gone"
+		for w := range converted {
+			repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, uid, transform.RepositoryComponent(w))
+			if t, err := repoTags(repo); err == nil && len(t) > 0 {
+				after = "still there: " + strings.Join(t, ",")
+			}
+		}
+		sort.Strings(tags)
+		return fmt.Sprintf("%s succeeded (pushed %s); zot pod %s deleted before any consumer (%s) started; new pod %s ready %s later, the run's tags %s",
+			producer, strings.Join(tags, " "), strings.Join(old, ","), strings.Join(slices.Sorted(maps.Keys(cons)), ","), pod, ready, after)
 	}
+}
+
+// repoTags lists a repository's tags as its own namespace's runs may
+// (<prefix>/<namespace>/...: registry.go); a repository zot does not know
+// (404) has no tags, and that is no error.
+func repoTags(repo string) ([]string, error) {
+	ns, _, _ := strings.Cut(strings.TrimPrefix(repo, repoPrefix+"/"), "/")
+	status, body, err := registryGet(ns, repo+"/tags/list")
+	switch {
+	case err != nil:
+		return nil, err
+	case status == http.StatusNotFound:
+		return nil, nil
+	case status != http.StatusOK:
+		return nil, fmt.Errorf("tags of %s as namespace %s: HTTP %d: %.200s", repo, ns, status, body)
+	}
+	var tags struct{ Tags []string }
+	if err := json.Unmarshal(body, &tags); err != nil {
+		return nil, err
+	}
+	return tags.Tags, nil
 }
 
 // pullMissingExit is the pull step's exit code for an artifact that a
@@ -259,4 +311,122 @@ func pullSummary(tr *taskRun) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, "; ")
+}
+
+// ---- registry-full: zot's volume has no room for a push
+
+// fullProblems checks the outcome the registry-full fault must have, instead
+// of equivalence (the PVC run has no registry to fill): the PVC run
+// succeeded; in the converted run `full`'s push failed, after its retries,
+// naming the registry's answer (zot answers 500 when its disk is full) and
+// saying that the registry's log has the cause, and
+// the run failed; every finally task pulled what the tasks before left, from
+// the full registry, whole, and its own steps (which check the data) passed:
+// nothing partial or corrupt was pulled.
+func fullProblems(pvc, oci *runResult, full string, tasks []*ptask) []string {
+	var out []string
+	if !strings.HasPrefix(pvc.status, "True") {
+		out = append(out, fmt.Sprintf("the PVC run did not succeed: %s", pvc.status))
+	}
+	if !strings.HasPrefix(oci.status, "False") {
+		out = append(out, fmt.Sprintf("the converted run did not fail: %s", oci.status))
+	}
+	pushFailed := false
+	for _, tr := range oci.taskRuns[full] {
+		for name, st := range tr.steps {
+			if strings.HasPrefix(name, "oci-transport-push-") && st.terminated && st.exitCode == 1 {
+				log := tr.logs[name]
+				if !strings.Contains(log, "push failed") || !strings.Contains(log, "500") || !strings.Contains(log, "its own log says why") {
+					out = append(out, fmt.Sprintf("%s: step %s exited 1 without saying the registry refused the push (HTTP 500) and where to look: %q", tr.name, name, lastLine(log)))
+				}
+				pushFailed = true
+			}
+		}
+	}
+	if !pushFailed {
+		out = append(out, fmt.Sprintf("no oci-transport-push-* step of %s exited 1: the registry did not fill up (%s)", full, statuses(oci.taskRuns[full])))
+	}
+	finals := 0
+	for _, t := range tasks {
+		if !t.finally {
+			continue
+		}
+		for _, tr := range oci.taskRuns[t.name] {
+			finals++
+			for name, st := range tr.steps {
+				if st.ran() && st.exitCode != 0 {
+					out = append(out, fmt.Sprintf("finally %s: step %s exited %d pulling from the full registry: %q", tr.name, name, st.exitCode, lastLine(tr.logs[name])))
+				}
+			}
+		}
+	}
+	if finals == 0 {
+		out = append(out, "no finally task ran in the converted run: nothing was pulled from the full registry")
+	}
+	sort.Strings(out)
+	return out
+}
+
+func lastLine(log string) string {
+	log = strings.TrimSpace(log)
+	if i := strings.LastIndex(log, "\n"); i >= 0 {
+		return log[i+1:]
+	}
+	return log
+}
+
+// ---- registry-evicted: zot's emptyDir over its sizeLimit
+
+// watchEviction watches zot's pods while the converted run runs: once
+// producer has succeeded, the kubelet must evict zot for its emptyDir's
+// sizeLimit (the chart's zot.storage.emptyDir.sizeLimit, small for this
+// case) and a new, empty, pod come up. It returns what happened;
+// c.faultFailed says it did not (the outcome then says nothing).
+func (c *kase) watchEviction(producer string, stop <-chan struct{}) string {
+	var produced time.Time
+	evicted := map[string]bool{} // zot pods seen evicted
+	var seen []string
+	for {
+		select {
+		case <-stop:
+			if len(seen) == 0 {
+				c.faultFailed = true
+				return "zot was not evicted while the run ran (its emptyDir did not pass its sizeLimit, or the kubelet did not notice in time)"
+			}
+			return strings.Join(seen, "; ")
+		case <-time.After(time.Second):
+		}
+		if produced.IsZero() {
+			var trs struct{ Items []obj }
+			if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun=oci,tekton.dev/pipelineTask="+producer); err == nil {
+				for _, tr := range trs.Items {
+					for _, cond := range list(m(tr, "status"), "conditions") {
+						if s(cond.(obj), "type") == "Succeeded" && s(cond.(obj), "status") == "True" {
+							produced = time.Now()
+						}
+					}
+				}
+			}
+		}
+		var pods struct{ Items []obj }
+		if err := kcJSON(&pods, "-n", registryNS, "get", "pods", "-l", registrySelector); err != nil {
+			continue
+		}
+		for _, p := range pods.Items {
+			name := s(m(p, "metadata"), "name")
+			if s(m(p, "status"), "reason") != "Evicted" || evicted[name] {
+				continue
+			}
+			evicted[name] = true
+			when := "before " + producer + " succeeded"
+			if !produced.IsZero() {
+				when = fmt.Sprintf("%s after %s succeeded", time.Since(produced).Round(time.Second), producer)
+			}
+			msg := fmt.Sprintf("zot pod %s evicted %s: %q", name, when, s(m(p, "status"), "message"))
+			if pod, err := waitNewRegistryPod(slices.Collect(maps.Keys(evicted)), 2*time.Minute); err == nil {
+				msg += "; new pod " + pod + " ready, empty"
+			}
+			seen = append(seen, msg)
+		}
+	}
 }

@@ -62,6 +62,51 @@ func TestDataLostOutcome(t *testing.T) {
 	}
 }
 
+func TestRegistryFullOutcome(t *testing.T) {
+	tasks := []*ptask{
+		{name: "produce", bindings: []binding{{taskWS: "ws", pipelineWS: "ws"}}},
+		{name: "grow", deps: []string{"produce"}, bindings: []binding{{taskWS: "ws", pipelineWS: "ws"}}},
+		{name: "inspect", finally: true, bindings: []binding{{taskWS: "ws", pipelineWS: "ws"}}},
+	}
+	ok := stepState{terminated: true, reason: "Completed"}
+	failedPush := `level=WARN msg=retrying op="push blob sha256:2c" attempt=6 in=9.092s err="PUT ...: response status code 500: Internal Server Error"
+level=ERROR msg="push failed" exit=1 err="push blob sha256:2c (after 7 attempts): PUT ...: response status code 500: Internal Server Error; the registry failed every attempt: its own log says why (zot answers a bare 500 when its storage is full)"`
+	runs := func(pushExit int, pushLog string, inspect stepState) (pvc, oci *runResult) {
+		pvc = &runResult{kind: "pvc", status: "True/Succeeded"}
+		oci = &runResult{kind: "oci", status: "False/Failed", taskRuns: map[string][]*taskRun{
+			"produce": {{name: "oci-produce", status: "True/Succeeded", steps: map[string]stepState{"s": ok, "oci-transport-push-ws": ok}}},
+			"grow": {{name: "oci-grow", status: "False/Failed",
+				steps: map[string]stepState{"s": ok, "oci-transport-push-ws": {terminated: true, exitCode: pushExit, reason: "Error"}},
+				logs:  map[string]string{"oci-transport-push-ws": pushLog}}},
+			"inspect": {{name: "oci-inspect", status: "True/Succeeded", steps: map[string]stepState{"oci-transport-pull-ws": ok, "s": inspect}}},
+		}}
+		return pvc, oci
+	}
+	pvc, oci := runs(1, failedPush, ok)
+	if p := fullProblems(pvc, oci, "grow", tasks); len(p) != 0 {
+		t.Fatalf("the right outcome was refused: %q", p)
+	}
+	// a push that failed without naming the registry's answer
+	pvc, oci = runs(1, `level=ERROR msg="push failed" exit=1 err="scan: permission denied"`, ok)
+	if p := fullProblems(pvc, oci, "grow", tasks); len(p) != 1 || !strings.Contains(p[0], "HTTP 500") {
+		t.Fatalf("problems = %q", p)
+	}
+	// the finally task pulled something its check refused: corrupt data
+	pvc, oci = runs(1, failedPush, stepState{terminated: true, exitCode: 1, reason: "Error"})
+	if p := fullProblems(pvc, oci, "grow", tasks); len(p) != 1 || !strings.Contains(p[0], "finally oci-inspect") {
+		t.Fatalf("problems = %q", p)
+	}
+	// the registry never filled up: every push worked
+	pvc, oci = runs(0, "", ok)
+	oci.status = "True/Succeeded"
+	got := strings.Join(fullProblems(pvc, oci, "grow", tasks), "\n")
+	for _, want := range []string{"the converted run did not fail", "did not fill up"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
+	}
+}
+
 func TestFailedObservers(t *testing.T) {
 	rr := &runResult{kind: "pvc", taskRuns: map[string][]*taskRun{
 		"a": {{name: "pvc-a", steps: map[string]stepState{stepBefore: {terminated: true, exitCode: 1, reason: "Error"}}}},

@@ -28,7 +28,12 @@
 //
 // With -fault registry-data-lost:TASK the outcome is asserted instead of
 // equivalence (faults.go): the converted run must fail loudly at the pull of
-// TASK's consumer.
+// TASK's consumer; then a new converted run must succeed and be equivalent.
+// With -fault retention an ended converted run must be deleted by zot's
+// retention while another is in flight (retention.go). With -fault
+// registry-evicted:TASK (zot evicted for its emptyDir's sizeLimit) the
+// outcome is registry-data-lost's; with -fault registry-full:TASK TASK's push
+// must fail loudly and nothing partial be pulled (faults.go).
 //
 // Exit status: 0 equivalent, 1 a difference (printed per task), 2 an error.
 // With -expect-diff the first two are swapped (the harness's own negative test).
@@ -65,10 +70,14 @@ const (
 
 type obj = map[string]any
 
+// The registry is the chart's zot (test/cluster/lib.sh names it the same
+// way): its namespace and pod labels here, its Service (also its
+// Deployment's name) and port in registry.go, which reads it.
 var (
-	kubectl    = envOr("KUBECTL", "kubectl")
-	registryNS = envOr("REGISTRY_NS", "oci-registry")
-	repoPrefix = envOr("REPOSITORY_PREFIX", "tekton-oci-transport")
+	kubectl          = envOr("KUBECTL", "kubectl")
+	registryNS       = envOr("REGISTRY_NS", "tekton-oci-transport")
+	registrySelector = envOr("REGISTRY_SELECTOR", "app.kubernetes.io/instance=tekton-oci-transport,app.kubernetes.io/component=registry")
+	repoPrefix       = envOr("REPOSITORY_PREFIX", "tekton-oci-transport")
 )
 
 func envOr(k, def string) string {
@@ -92,6 +101,7 @@ func main() {
 		keep       bool
 		verbose    bool
 		fault      string
+		listTags   string
 	)
 	flag.Var(&fs, "f", "YAML file (repeatable): one PipelineRun, and the Pipelines and Tasks it names")
 	flag.StringVar(&name, "name", "", "case name (default: the first file's base name)")
@@ -99,8 +109,18 @@ func main() {
 	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
-	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (the run's repositories deleted from the registry's storage once TASK succeeded: the consumer's pull must fail with exit 4)")
+	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed) or retention (zot with short GC and retention intervals: an ended run's tags and blobs go, a run in flight keeps its own) or registry-full:TASK (zot's volume has no room for TASK's push: it must fail naming the registry's answer, the run fail, and the finally tasks pull what was there, whole) or registry-evicted:TASK (TASK's push takes zot's emptyDir over its sizeLimit: the kubelet evicts zot, and the consumer's pull must fail with exit 4)")
+	flag.StringVar(&listTags, "tags", "", "only print the tags of repository REPO (<prefix>/<namespace>/...), read as that namespace's runs may (registry.go), and exit")
 	flag.Parse()
+	if listTags != "" {
+		tags, err := repoTags(listTags)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "equivalence -tags:", err)
+			os.Exit(2)
+		}
+		fmt.Println(strings.Join(tags, " "))
+		return
+	}
 	if len(fs) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: equivalence -f run.yaml [-f pipeline.yaml ...]")
 		os.Exit(2)
@@ -109,6 +129,9 @@ func main() {
 		name = strings.TrimSuffix(filepath.Base(fs[0]), filepath.Ext(fs[0]))
 	}
 	c := &kase{name: sanitize(name), timeout: timeout, keep: keep, verbose: verbose, fault: fault}
+	if fault == "retention" {
+		c.retention = &retentionFault{}
+	}
 	diffs, err := c.run(fs)
 	switch {
 	case err != nil:
@@ -123,8 +146,26 @@ func main() {
 		fmt.Printf("FAIL %s: %d difference(s)\n", c.name, diffs)
 		os.Exit(1)
 	default:
-		fmt.Printf("PASS %s: equivalent (PVC %s, converted %s)\n", c.name, c.wall["pvc"].Round(100*time.Millisecond), c.wall["oci"].Round(100*time.Millisecond))
+		fmt.Printf("PASS %s: %s (PVC %s, converted %s)\n", c.name, c.verdict(), c.wall["pvc"].Round(100*time.Millisecond), c.wall["oci"].Round(100*time.Millisecond))
 	}
+}
+
+// verdict says what a passing case showed: equivalence, or for a fault
+// whose outcome is asserted instead, that outcome.
+func (c *kase) verdict() string {
+	switch {
+	case strings.HasPrefix(c.fault, "registry-data-lost:"):
+		return "the converted run failed loudly where its data went missing (pull exit 4), and a new run afterwards is equivalent"
+	case strings.HasPrefix(c.fault, "registry-evicted:"):
+		return "zot was evicted and the converted run failed loudly where its data went missing (pull exit 4)"
+	case strings.HasPrefix(c.fault, "registry-full:"):
+		return "the push that did not fit failed loudly, the converted run failed, the finally task pulled what was there whole"
+	case c.fault == "webhook-down":
+		return "admitted unchanged, the labelled run succeeded on its PVC"
+	case c.fault == "retention":
+		return "equivalent while zot's GC ran, and the ended run's tags and blobs were reclaimed"
+	}
+	return "equivalent"
 }
 
 func sanitize(s string) string {
@@ -146,6 +187,8 @@ type kase struct {
 	// faultFailed: the fault could not be injected (registry-data-lost), so
 	// the outcome it asserts says nothing
 	faultFailed bool
+	// retention: -fault retention's bookkeeping (retention.go)
+	retention *retentionFault
 	// lockRoots: the PVC run's claims -> their directories on this machine (locks.go)
 	lockRoots map[string]string
 	// taskMeta: per pipeline task with a taskRef to a supplied Task, what
@@ -667,7 +710,8 @@ func (c *kase) run(paths []string) (int, error) {
 	// workspaces bound (observer)
 	twin := func(ps obj) obj { return lockBindings(ps, tasks, converted) }
 	runs := map[string]obj{}
-	for _, kind := range []string{"pvc", "oci"} {
+	kinds := c.runKinds()
+	for _, kind := range kinds {
 		b, _ := json.Marshal(run)
 		var r obj
 		_ = json.Unmarshal(b, &r)
@@ -712,7 +756,7 @@ func (c *kase) run(paths []string) (int, error) {
 
 	c.wall = map[string]time.Duration{}
 	results := map[string]*runResult{}
-	for _, kind := range []string{"pvc", "oci"} {
+	for _, kind := range kinds {
 		b, _ := json.Marshal(runs[kind])
 		if kind == "oci" && c.fault == "webhook-down" {
 			if err := scaleWebhook(0); err != nil {
@@ -727,7 +771,11 @@ func (c *kase) run(paths []string) (int, error) {
 		if task, ok := strings.CutPrefix(c.fault, "registry-restart:"); ok && kind == "oci" {
 			go func() { faultDone <- c.restartRegistryWhen(task) }()
 		} else if task, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok && kind == "oci" {
-			go func() { faultDone <- c.loseRegistryDataWhen(task, tasks, converted, stop) }()
+			go func() { faultDone <- c.loseRegistryWhen(task, tasks, converted, stop) }()
+		} else if task, ok := strings.CutPrefix(c.fault, "registry-evicted:"); ok && kind == "oci" {
+			go func() { faultDone <- c.watchEviction(task, stop) }()
+		} else if c.retention != nil && kind == "oci" {
+			go func() { faultDone <- c.retention.watch(stop) }()
 		} else {
 			faultDone <- ""
 		}
@@ -749,8 +797,51 @@ func (c *kase) run(paths []string) (int, error) {
 			return 0, err
 		}
 		results[kind] = rr
+		if kind == "oci-old" {
+			if err := c.retention.afterOld(rr, converted); err != nil {
+				return 0, err
+			}
+		}
 	}
-	return c.compare(results["pvc"], results["oci"], tasks, order, converted)
+	diffs, err := c.compare(results["pvc"], results["oci"], tasks, order, converted)
+	if err != nil {
+		return diffs, err
+	}
+	if c.retention != nil {
+		for _, l := range c.retention.problems(results["oci"], converted) {
+			diffs++
+			fmt.Printf("  DIFF %s\n", l)
+		}
+	}
+	if again := results["oci-again"]; again != nil {
+		// the registry is back: a new converted run must work, and be
+		// equivalent, as if nothing had happened
+		fmt.Printf("  == a new converted run after the registry lost its data:\n")
+		fault := c.fault
+		c.fault = "" // no fault in this run: the whole comparison
+		d, err := c.compare(results["pvc"], again, tasks, order, converted)
+		c.fault = fault
+		diffs += d
+		if err != nil {
+			return diffs, err
+		}
+	}
+	return diffs, nil
+}
+
+// runKinds are the runs of the case, in the order they run, each a
+// PipelineRun of that name: the PVC run and the converted one, and for some
+// faults another converted run before them (retention: one that has ended
+// and must be deleted while "oci" is in flight) or after them
+// (registry-data-lost: once the registry is back, a new run must work).
+func (c *kase) runKinds() []string {
+	switch {
+	case strings.HasPrefix(c.fault, "registry-data-lost:"):
+		return []string{"pvc", "oci", "oci-again"}
+	case c.retention != nil:
+		return []string{"oci-old", "pvc", "oci"}
+	}
+	return []string{"pvc", "oci"}
 }
 
 type taskRun struct {
@@ -952,7 +1043,7 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		fmt.Printf("  DIFF "+format+"\n", a...)
 	}
 	fmt.Printf("== case %s (namespace %s): PVC run %s in %s, converted run %s in %s\n", c.name, c.ns,
-		pvc.status, c.wall["pvc"].Round(100*time.Millisecond), oci.status, c.wall["oci"].Round(100*time.Millisecond))
+		pvc.status, c.wall["pvc"].Round(100*time.Millisecond), oci.status, c.wall[oci.kind].Round(100*time.Millisecond))
 
 	// converted at all?
 	anno := s(m(oci.obj, "metadata", "annotations"), convertedAnno)
@@ -985,7 +1076,11 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 	if anno == "" {
 		problem("the labelled run was not converted: annotations %v", m(oci.obj, "metadata", "annotations"))
 	}
-	if producer, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok {
+	producer, lost := strings.CutPrefix(c.fault, "registry-data-lost:")
+	if p, ok := strings.CutPrefix(c.fault, "registry-evicted:"); ok {
+		producer, lost = p, true // evicted: the same loss, the kubelet's doing
+	}
+	if lost {
 		// the registry lost the run's data: a loud failure is the right outcome
 		if c.faultFailed {
 			return diffs, errors.New("the fault was not injected (see `fault:` above)")
@@ -996,6 +1091,22 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		for _, t := range consumers(producer, tasks, converted) {
 			for _, tr := range oci.taskRuns[t.name] {
 				fmt.Printf("  registry data lost: consumer %s: %s\n", tr.name, pullSummary(tr))
+			}
+		}
+		return diffs, nil
+	}
+	if full, ok := strings.CutPrefix(c.fault, "registry-full:"); ok {
+		// the registry is full: the push must fail loudly, nothing corrupt be pulled
+		for _, l := range fullProblems(pvc, oci, full, tasks) {
+			problem("%s", l)
+		}
+		for _, pt := range slices.Sorted(maps.Keys(oci.taskRuns)) {
+			for _, tr := range oci.taskRuns[pt] {
+				for _, name := range slices.Sorted(maps.Keys(tr.logs)) {
+					if strings.HasPrefix(name, "oci-transport-") {
+						fmt.Printf("  registry full: %s %s (%s): %s\n", tr.name, name, tr.status, lastLine(tr.logs[name]))
+					}
+				}
 			}
 		}
 		return diffs, nil

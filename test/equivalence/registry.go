@@ -23,7 +23,7 @@ import (
 )
 
 var (
-	registryService = envOr("REGISTRY_SERVICE", "registry")
+	registryService = envOr("REGISTRY_SERVICE", "tekton-oci-transport-zot")
 	registryPort    = envOr("REGISTRY_PORT", "5000")
 	tokenAudience   = envOr("REGISTRY_TOKEN_AUDIENCE", "oci-transport.tekton.dev/registry")
 	httpClient      = &http.Client{Timeout: 20 * time.Second}

@@ -1,0 +1,46 @@
+package transport
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A registry that fails every attempt with a 5xx (zot with a full disk
+// answers a bare 500) fails the push with exit 1, and the message says
+// where the cause is, not only the status.
+func TestPushServerErrorSaysWhereToLook(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusNotFound) // no blob yet
+			return
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Registry: strings.TrimPrefix(srv.URL, "http://"), Repository: "full/disk", PlainHTTP: true, Retries: 2, RetryBaseDelay: 10 * time.Millisecond, Log: testLogger(t)}
+	_, err := Push(context.Background(), PushOptions{Options: o, Tag: "t", Task: "t", Mounts: []Mount{{Dir: src}}, StateDir: t.TempDir()})
+	if err == nil {
+		t.Fatal("the push succeeded against a registry that fails every request")
+	}
+	if ExitCode(err) != ExitFailed {
+		t.Errorf("exit %d, want %d: %v", ExitCode(err), ExitFailed, err)
+	}
+	for _, want := range []string{"after 3 attempts", "500", "its own log says why"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no %q in: %v", want, err)
+		}
+	}
+}
