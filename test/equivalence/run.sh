@@ -6,7 +6,8 @@
 # one is already running (then it is used and left up) or KEEP=1.
 #
 #   CASES="linear fan-in"  run only these cases; FAULTS=0 skips the fault cases,
-#                          FAULTS="retention ..." runs only these (faults/NAME.yaml)
+#                          FAULTS="retention ..." runs only these (faults/NAME.yaml;
+#                          registry-evicted only when named)
 #   EQ_PARALLEL=2          cases of the corpus run at once (each has its own
 #                          namespace eq-<case>); the negative test and the
 #                          faults run one at a time after it
@@ -107,6 +108,12 @@ summary+=("$(printf '%-18s %4ds  %s' "negative" $((SECONDS - s)) "$(grep -E '^(P
 # claim full. The chart is upgraded for the last four (lib.sh: chart) and
 # put back as up.sh installed it at the end.
 want() { [ "${FAULTS:-1}" = 1 ] || [[ " $FAULTS " == *" $1 "* ]]; }
+# named() runs a fault only when FAULTS names it: registry-evicted waits for
+# the kubelet's eviction manager to notice zot's emptyDir over its
+# sizeLimit, and in one full CI run it did not within the run (the fault was
+# not injected, an ERROR): until its timing is made deterministic it is not
+# part of make test.
+named() { [[ " ${FAULTS:-} " == *" $1 "* ]]; }
 fault() { # fault NAME [harness flags...]: the case faults/NAME.yaml
   local n=$1 s=$SECONDS retries
   shift
@@ -187,7 +194,7 @@ if [ "${FAULTS:-1}" != 0 ]; then
       fault retention -fault retention
     else not_up retention "with short GC intervals"; fi
   fi
-  if want registry-evicted; then
+  if named registry-evicted; then
     # the chart's emptyDir, with a sizeLimit of 20Mi: one push of the case fits
     changed=1
     if zot_values --set zot.storage.emptyDir.sizeLimit=20Mi; then fault registry-evicted -fault registry-evicted:grow -v; else not_up registry-evicted "with a 20Mi emptyDir"; fi
