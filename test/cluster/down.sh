@@ -24,6 +24,7 @@ stop kubelet
 stop kube-proxy
 stop kcm
 stop scheduler
+mkdir -p "$D/logs"
 [ -n "$KUBE_PROXY" ] && "$KUBE_PROXY" --cleanup > "$D/logs/kube-proxy-cleanup.log" 2>&1
 if [ -S "$D/run/containerd.sock" ] && [ -f "$D/containerd.pid" ]; then
   for t in $($CTR tasks ls -q 2>/dev/null); do $CTR tasks kill -s SIGKILL "$t" >/dev/null 2>&1; done
@@ -39,8 +40,7 @@ done
 stop apiserver
 stop etcd
 # network namespaces of the pods (CNI teardown did not run for killed sandboxes)
-for m in $(awk -v r="$D/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null; done
-for m in $(awk -v r="/tmp/hostpath-provisioner/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null; done
+unmount_under "$D" /tmp/hostpath-provisioner
 ip link del "$BRIDGE" 2>/dev/null
 for v in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
   ip link show "$v" 2>/dev/null | grep -q "master $BRIDGE" && ip link del "$v" 2>/dev/null
@@ -67,5 +67,8 @@ if [ -f "$D/sysctl.orig" ]; then
 fi
 # folders kubelet and containerd 1.6 hard-code outside the state folder
 rm -rf /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /tmp/hostpath-provisioner
+# the volumes kube-controller-manager's hostPath provisioner made (its path is
+# hard-coded); up.sh recorded whether the folder was there before
+if [ -f "$D/hostpath_pv.new" ]; then rm -rf /tmp/hostpath_pv; fi
 rm -rf "$D"
 exec "$(dirname "$0")/check-clean.sh"

@@ -5,6 +5,10 @@
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE_BASE=${XDG_CACHE_HOME:-$HOME/.cache}/tekton-oci-transport
 CLUSTER_ROOT=${CLUSTER_ROOT:-$CACHE_BASE/cluster}
+# The physical path: the kernel lists mounts by it (/proc/self/mountinfo), and
+# down.sh finds the node's mounts by this prefix; through a symlinked cache
+# they would not match and would be left behind.
+CLUSTER_ROOT=$(realpath -m "$CLUSTER_ROOT")
 IMAGE_CACHE=${IMAGE_CACHE:-$CACHE_BASE/images}
 D=$CLUSTER_ROOT
 KUBECONFIG_FILE=$D/admin.kubeconfig
@@ -58,4 +62,16 @@ cluster_lock() {
     echo "cluster: another test bed user holds $CACHE_BASE/cluster.lock; waiting (up to 60 min)" >&2
     flock -w 3600 9
   fi
+}
+
+# unmount_under DIR...: lazily unmounts every mount at or below each DIR,
+# deepest first (a pod's volumes, netns and shm mounts, local volumes).
+unmount_under() {
+  local dir m
+  for dir in "$@"; do
+    dir=$(realpath -m "$dir")
+    for m in $(awk -v r="$dir/" -v d="$dir" '$5 == d || index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+      umount -l "$m" 2>/dev/null
+    done
+  done
 }

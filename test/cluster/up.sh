@@ -59,11 +59,22 @@ ZOT=$(hack/zot.sh)
 ts "tools ready"
 
 # Start from a clean state folder; built images are kept in $IMAGE_CACHE.
-rm -rf "$D"
+# A folder left by a test bed that was not torn down (a machine restored from
+# a snapshot, a killed run) may still hold mounts: unmount them first, and if
+# it still cannot be removed, move it aside so that this run starts clean.
+if [ -e "$D" ]; then
+  unmount_under "$D"
+  if ! rm -rf "$D" 2>/dev/null; then
+    stale=$CACHE_BASE/stale-$(date +%s)
+    ts "could not remove the old state folder $D; moved to $stale"
+    mv "$D" "$stale"
+  fi
+fi
 mkdir -p "$D"/{logs,run,pki,etcd-data,cni/bin,cni/conf,cni/ipam,kubelet/root,kubelet/pki,kubelet/pod-logs,manifests,containerd/root,containerd/state,bin} "$IMAGE_CACHE"
 cp "$KUBECTL" "$D/bin/kubectl"
 IP=${NODE_IP:-$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -1)}
 echo "$IP" > "$D/node-ip"
+[ -d /tmp/hostpath_pv ] || touch "$D/hostpath_pv.new"
 # Host settings this script or the node changes, restored by down.sh.
 sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.conf.all.route_localnet net.ipv4.ip_forward |
   paste -d= <(printf '%s\n' vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.conf.all.route_localnet net.ipv4.ip_forward) - > "$D/sysctl.orig"

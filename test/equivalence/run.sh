@@ -26,6 +26,12 @@ fi
 cluster_lock
 
 started=0
+# A developer's running test bed is reused; under CI one found running was
+# left by something else (with its own images and chart values): start anew.
+if [ "${CI:-}" = true ] && [ -d "$D" ]; then
+  echo "equivalence: CI: a test bed's state is already here ($D); tearing it down first" >&2
+  test/cluster/down.sh || true
+fi
 if ! { [ -f "$D/apiserver.pid" ] && kill -0 "$(cat "$D/apiserver.pid")" 2>/dev/null; }; then
   trap 'rc=$?; [ "${KEEP:-0}" = 1 ] || test/cluster/down.sh; exit $rc' EXIT
   test/cluster/up.sh
