@@ -33,7 +33,9 @@
 // retention while another is in flight (retention.go). With -fault
 // registry-evicted:TASK (zot evicted for its emptyDir's sizeLimit) the
 // outcome is registry-data-lost's; with -fault registry-full:TASK TASK's push
-// must fail loudly and nothing partial be pulled (faults.go).
+// must fail loudly and nothing partial be pulled (faults.go). With -fault
+// cross-namespace a pod in another namespace must be refused the run's
+// repository (intruder.go).
 //
 // Exit status: 0 equivalent, 1 a difference (printed per task), 2 an error.
 // With -expect-diff the first two are swapped (the harness's own negative test).
@@ -109,7 +111,7 @@ func main() {
 	flag.BoolVar(&expectDiff, "expect-diff", false, "succeed only if a difference is found (negative test)")
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
-	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed) or retention (zot with short GC and retention intervals: an ended run's tags and blobs go, a run in flight keeps its own) or registry-full:TASK (zot's volume has no room for TASK's push: it must fail naming the registry's answer, the run fail, and the finally tasks pull what was there, whole) or registry-evicted:TASK (TASK's push takes zot's emptyDir over its sizeLimit: the kubelet evicts zot, and the consumer's pull must fail with exit 4)")
+	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed) or retention (zot with short GC and retention intervals: an ended run's tags and blobs go, a run in flight keeps its own) or registry-full:TASK (zot's volume has no room for TASK's push: it must fail naming the registry's answer, the run fail, and the finally tasks pull what was there, whole) or cross-namespace (after the run, a pod in another namespace runs the injected pull and push against the run's repository with its own ServiceAccount token: both must be refused, the same pull in the run's namespace succeed, the tags stay) or registry-evicted:TASK (TASK's push takes zot's emptyDir over its sizeLimit: the kubelet evicts zot, and the consumer's pull must fail with exit 4)")
 	flag.StringVar(&listTags, "tags", "", "only print the tags of repository REPO (<prefix>/<namespace>/...), read as that namespace's runs may (registry.go), and exit")
 	flag.Parse()
 	if listTags != "" {
@@ -162,6 +164,8 @@ func (c *kase) verdict() string {
 		return "the push that did not fit failed loudly, the converted run failed, the finally task pulled what was there whole"
 	case c.fault == "webhook-down":
 		return "admitted unchanged, the labelled run succeeded on its PVC"
+	case c.fault == "cross-namespace":
+		return "equivalent, and a pod in another namespace was refused pull and push on the run's repository (one in the run's namespace pulled)"
 	case c.fault == "retention":
 		return "equivalent while zot's GC ran, and the ended run's tags and blobs were reclaimed"
 	}
@@ -1158,6 +1162,7 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 			}
 		}
 	}
+	probed := false // the cross-namespace probe: on one repository
 	for w := range converted {
 		repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, oci.uid, transform.RepositoryComponent(w))
 		var tags struct{ Tags []string }
@@ -1168,6 +1173,12 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		fmt.Printf("  registry %s: tags [%s]\n", repo, strings.Join(tags.Tags, " "))
 		if msg := otherNamespaceRefused(repo); msg != "" {
 			problem("%s", msg)
+		}
+		if c.fault == "cross-namespace" && !probed {
+			probed = true
+			for _, p := range c.crossNamespaceProblems(oci, repo, transform.RepositoryComponent(w), tags.Tags) {
+				problem("%s", p)
+			}
 		}
 		for _, t := range tasks {
 			ran := false

@@ -107,7 +107,8 @@ $CTR images import "$D/step.tar" >/dev/null
 summary+=("$(printf '%-18s %4ds  %s' "negative" $((SECONDS - s)) "$(grep -E '^(PASS|FAIL|ERROR)' "$D/logs/eq-negative.log" | head -1)")")
 [ $neg = ok ] || failed+=(negative)
 
-# Faults, one at a time: the webhook down; zot (on the chart's default
+# Faults, one at a time: the webhook down; a pod in another namespace
+# reading and writing a run's repository (refused); zot (on the chart's default
 # emptyDir) losing its pod between a producer and its consumer; zot on a
 # claim restarted while a task pushes; zot's GC and retention with short
 # intervals during a run; zot's emptyDir over its sizeLimit (evicted); zot's
@@ -187,6 +188,7 @@ if [ "${FAULTS:-1}" != 0 ]; then
   # on the chart's defaults: zot on its emptyDir
   fault webhook-down -fault webhook-down
   fault registry-data-lost -fault registry-data-lost:produce -v
+  fault cross-namespace -fault cross-namespace
   changed=0
   if want registry-restart; then
     changed=1
