@@ -4,7 +4,6 @@ import (
 	"slices"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/workspace"
 )
 
 // propagateWorkspaces makes explicit, for the converted workspaces, what
@@ -14,9 +13,10 @@ import (
 //   - an embedded taskSpec may use $(workspaces.<name>...) in its steps,
 //     sidecars or stepTemplate without binding <name>; the PipelineRun
 //     reconciler then binds it by name (propagateWorkspaces, with
-//     workspace.FindWorkspacesUsedByTask, which this calls too). The
-//     conversion adds the same `{name: <name>}` binding; planTask then
-//     declares it in the spec, as the TaskRun reconciler would;
+//     workspace.FindWorkspacesUsedByTask, which workspacesUsedByTask
+//     reproduces). The conversion adds the same `{name: <name>}` binding;
+//     planTask then declares it in the spec, as the TaskRun reconciler
+//     would;
 //   - an embedded pipelineSpec may bind workspaces it does not declare; the
 //     conversion declares the converted ones it binds.
 //
@@ -30,11 +30,11 @@ func propagateWorkspaces(spec *v1.PipelineSpec, converted map[string]bool) (map[
 			if pt.TaskSpec == nil || pt.TaskSpec.IsCustomTask() {
 				continue
 			}
-			used, err := workspace.FindWorkspacesUsedByTask(pt.TaskSpec.TaskSpec)
+			used, err := workspacesUsedByTask(&pt.TaskSpec.TaskSpec)
 			if err != nil {
 				return nil, refuse(ReasonInvalidPipeline, "pipeline task %q: %v", pt.Name, err)
 			}
-			for _, name := range used.List() { // sorted
+			for _, name := range used { // sorted
 				if !converted[name] || slices.ContainsFunc(pt.Workspaces, func(b v1.WorkspacePipelineTaskBinding) bool { return b.Name == name }) {
 					continue
 				}
