@@ -11,9 +11,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +27,18 @@ import (
 	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
+// The defaults of the options common to push and pull; the step's flags
+// default to them. An Options with zero Concurrency or RetryBaseDelay gets
+// these; zero Retries means no retries (tests), so the step passes
+// DefaultRetries.
+const (
+	DefaultConcurrency    = 4
+	DefaultRetries        = 6
+	DefaultRetryBaseDelay = 250 * time.Millisecond
+	// MaxRetryDelay caps the backoff between attempts.
+	MaxRetryDelay = 8 * time.Second
+)
+
 // Options are the flags common to push and pull.
 type Options struct {
 	Registry     string // host[:port]
@@ -36,7 +48,7 @@ type Options struct {
 	DockerConfig string // docker config.json with credentials; "" = none
 	Concurrency  int    // layers in flight
 	Retries      int    // attempts after the first, per request
-	// RetryBaseDelay is the first backoff delay (doubles each attempt, capped at 8s).
+	// RetryBaseDelay is the first backoff delay (doubles each attempt, capped at MaxRetryDelay).
 	RetryBaseDelay time.Duration
 	Log            *slog.Logger
 	// TokenFile is a ServiceAccount token file (projected with the token
@@ -54,13 +66,13 @@ func (o *Options) setDefaults() error {
 		return usagef("--repository is required")
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 4
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.Retries < 0 {
 		o.Retries = 0
 	}
 	if o.RetryBaseDelay <= 0 {
-		o.RetryBaseDelay = 250 * time.Millisecond
+		o.RetryBaseDelay = DefaultRetryBaseDelay
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -155,14 +167,22 @@ func newClient(o *Options) (*client, error) {
 	return &client{opts: o, repo: repo}, nil
 }
 
-// retryable reports whether err is worth another attempt.
+// retryable reports whether err is worth another attempt: the registry
+// said so (a 5xx, 429 or 408 answer), or the request failed on its way
+// without an answer (refused, reset or closed connections, timeouts, a
+// body cut short). It is decided on the error's types, never its text.
+// Our own verdicts, TLS trust, a missing object and a cancelled or expired
+// context are final. withRetry stops anyway once its context is over,
+// because a network timeout and a context deadline look alike (net's
+// timeout error is context.DeadlineExceeded too).
 func retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var r *RefusedError
 	var u *UsageError
-	if errors.As(err, &r) || errors.As(err, &u) {
+	var miss *MissingError
+	if errors.As(err, &r) || errors.As(err, &u) || errors.As(err, &miss) {
 		return false
 	}
 	var cve *tls.CertificateVerificationError
@@ -173,28 +193,54 @@ func retryable(err error) bool {
 		return false // TLS trust is not going to fix itself
 	}
 	var pg *pageGoneError
-	if errors.As(err, &pg) {
-		return true
+	var sl *sessionLostError
+	if errors.As(err, &pg) || errors.As(err, &sl) {
+		return true // started over from the first page, or a new session
 	}
 	var er *errcode.ErrorResponse
 	if errors.As(err, &er) {
-		return er.StatusCode >= 500 || er.StatusCode == 429 || er.StatusCode == 408
+		return er.StatusCode >= 500 || er.StatusCode == http.StatusTooManyRequests || er.StatusCode == http.StatusRequestTimeout
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
 		return false
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return true
+	return transientNetwork(err)
+}
+
+// transientNetworkErrnos are the socket errors of a registry restarting,
+// a connection dropped, or a route not there yet.
+var transientNetworkErrnos = []syscall.Errno{
+	syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE,
+	syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
+}
+
+// transientNetwork reports whether err is a request that failed between us
+// and the registry: something a new connection may not meet again.
+func transientNetwork(err error) bool {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return true // the body or the connection ended early
+	}
+	for _, e := range transientNetworkErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {
-		return true
+		return true // a dial, read or write failure, its timeouts and DNS included
 	}
-	// url.Error from the http client wraps the cause; unknown transport
-	// failures are retried too.
-	return strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF")
+	if errors.Is(err, context.DeadlineExceeded) {
+		return false // a context's deadline (the http client returns it as it is)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true // the TLS handshake's or HTTP/2's own timeouts
+	}
+	// The http client's error for a request that got no answer: a cause
+	// with none of the types above (HTTP/2's connection and stream errors
+	// are unexported) is still a failure on the way, worth a new attempt.
+	var ue *url.Error
+	return errors.As(err, &ue)
 }
 
 // serverErrorHint says where to look when the registry failed every
@@ -215,7 +261,7 @@ func (c *client) withRetry(ctx context.Context, what string, fn func() error) er
 	delay := c.opts.RetryBaseDelay
 	for attempt := 0; ; attempt++ {
 		err := fn()
-		if err == nil || !retryable(err) || attempt >= c.opts.Retries {
+		if err == nil || !retryable(err) || attempt >= c.opts.Retries || ctx.Err() != nil {
 			err = c.explainRefusal(err)
 			if err != nil && attempt > 0 {
 				err = fmt.Errorf("%s (after %d attempts): %w%s", what, attempt+1, err, serverErrorHint(err))
@@ -231,7 +277,7 @@ func (c *client) withRetry(ctx context.Context, what string, fn func() error) er
 			return ctx.Err()
 		case <-time.After(d):
 		}
-		delay = min(delay*2, 8*time.Second)
+		delay = min(delay*2, MaxRetryDelay)
 	}
 }
 
