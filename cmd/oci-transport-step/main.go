@@ -85,8 +85,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.CAFile, "ca-file", "", "PEM CA bundle to trust in addition to the system roots")
 	fs.StringVar(&o.DockerConfig, "docker-config", transport.DefaultDockerConfig(), "docker config.json with registry credentials")
 	fs.StringVar(&o.TokenFile, "registry-token-file", "", "ServiceAccount token file (projected for the token service's audience), sent as the password to the registry's token realm and re-read on each token request; replaces --docker-config for --registry")
-	fs.IntVar(&o.Concurrency, "concurrency", 4, "layers transferred in parallel")
-	fs.IntVar(&o.Retries, "retries", 6, "retries per request (exponential backoff)")
+	fs.IntVar(&o.Concurrency, "concurrency", transport.DefaultConcurrency, "layers transferred in parallel")
+	fs.IntVar(&o.Retries, "retries", transport.DefaultRetries, "retries per request (exponential backoff from "+
+		transport.DefaultRetryBaseDelay.String()+" to "+transport.MaxRetryDelay.String()+")")
 	fs.StringVar(&o.Repository, "repository", "", "repository path without host")
 	fs.StringVar(&state, "state", "", "state directory shared by the pull and push steps")
 	// A view is two flags, so that no character of a directory or a subPath
@@ -118,9 +119,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&tag, "tag", "", "push: tag, <task> or <task>.<taskRunName>")
 	fs.StringVar(&task, "task", "", "push: pipeline task name (manifest annotation)")
 	fs.StringVar(&compression, "compression", compression, "push: gzip, zstd or none")
-	fs.Func("layer-size", "push: target uncompressed bytes per layer (default 64Mi)", sizeFlag(&layerSize))
-	fs.Func("max-bytes", "pull: refuse more than this many uncompressed bytes (default 64Gi)", sizeFlag(&maxBytes))
-	fs.Func("max-entries", "pull: refuse more than this many archive entries (default 2000000)", sizeFlag(&maxEntries))
+	fs.Func("layer-size", "push: target uncompressed bytes per layer (default "+formatSize(layerSize)+")", sizeFlag(&layerSize))
+	fs.Func("max-bytes", "pull: refuse more than this many uncompressed bytes (default "+formatSize(maxBytes)+")", sizeFlag(&maxBytes))
+	fs.Func("max-entries", "pull: refuse more than this many archive entries (default "+strconv.FormatInt(maxEntries, 10)+")", sizeFlag(&maxEntries))
 	memBudget := memoryBudgetFlag(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -189,6 +190,20 @@ func sizeFlag(dst *int64) func(string) error {
 		*dst = v
 		return nil
 	}
+}
+
+// formatSize writes v as parseSize reads it, in the largest binary unit
+// that divides it: 64Mi, 64Gi.
+func formatSize(v int64) string {
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if v >= u.m && v%u.m == 0 {
+			return strconv.FormatInt(v/u.m, 10) + u.suf
+		}
+	}
+	return strconv.FormatInt(v, 10)
 }
 
 func parseSize(s string) (int64, error) {

@@ -40,4 +40,10 @@ func TestParseSize(t *testing.T) {
 	}
 	_, err := parseSize("-1")
 	require.Error(t, err)
+	for _, v := range []int64{1, 1000, 1 << 10, 3 << 20, 64 << 30, 1<<20 + 1} {
+		got, err := parseSize(formatSize(v))
+		require.NoError(t, err)
+		require.Equal(t, v, got, formatSize(v))
+	}
+	require.Equal(t, "64Mi", formatSize(64<<20))
 }

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+
+	"github.com/tekton-oci-transport/tekton-oci-transport/transport"
 )
 
 // cgroupMemoryFiles hold the container's memory limit: cgroup v2, then v1.
@@ -15,7 +17,8 @@ var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/me
 func memoryBudgetFlag(fs *flag.FlagSet) *int64 {
 	var v int64
 	fs.Func("memory-budget", "memory the step may use: sizes the push's buffers and may lower its concurrency, "+
-		"and sets GOMEMLIMIT to 3/4 of it when unset (default: the container's memory limit, else 128Mi for the push)", sizeFlag(&v))
+		"and sets GOMEMLIMIT to 3/4 of it when unset (default: the container's memory limit, else "+
+		formatSize(transport.DefaultMemoryBudget)+" for the push)", sizeFlag(&v))
 	return &v
 }
 
