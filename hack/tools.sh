@@ -6,7 +6,11 @@
 #   hack/tools.sh registry|oras|helm|kube-apiserver|kubectl|etcd   -> prints its bin dir
 #   hack/tools.sh kubelet|kube-scheduler|kube-controller-manager|kube-proxy
 #   hack/tools.sh tekton        -> bin dir with Tekton Pipelines' controller, webhook and step binaries
+#   hack/tools.sh tekton-resolvers -> bin dir with Tekton's remote resolvers (cmd/resolvers:
+#                                  git, hub, bundles, cluster, http), same version as tekton
 #   hack/tools.sh coredns       -> bin dir with coredns (cluster DNS for the test bed)
+#   hack/tools.sh versitygw     -> bin dir with versitygw (an S3 gateway over a POSIX folder,
+#                                  the S3 server zot's s3 storage is tested against)
 #   hack/tools.sh envtest                                        -> bin dir with kube-apiserver + etcd
 #
 # Nothing is downloaded from release pages: every binary comes from `go build`.
@@ -19,6 +23,7 @@ KUBERNETES_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 TEKTON_VERSION=v1.15.1
 COREDNS_VERSION=v1.14.7
+VERSITYGW_VERSION=v1.8.0
 
 CACHE=${TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tekton-oci-transport/tools}
 
@@ -47,6 +52,10 @@ cached() {
 build_registry() { GOBIN=$1 go install "github.com/distribution/distribution/v3/cmd/registry@$2"; }
 build_oras() { GOBIN=$1 go install "oras.land/oras/cmd/oras@$2"; }
 build_helm() { GOBIN=$1 go install "helm.sh/helm/v3/cmd/helm@$2"; }
+# versitygw's go.mod has no replace directives (go 1.25.0): `go install` works.
+# Static (CGO off): its posix backend keeps metadata in xattrs through
+# github.com/pkg/xattr, plain syscalls.
+build_versitygw() { CGO_ENABLED=0 GOBIN=$1 go install -ldflags "-s -w" "github.com/versity/versitygw/cmd/versitygw@$2"; }
 
 # k8s.io/kubernetes replaces its staging modules with local paths, so it cannot
 # be `go install`ed: a wrapper module pins each staging module to its release.
@@ -122,6 +131,26 @@ build_tekton() {
   touch "$out/tekton" && chmod +x "$out/tekton"
 }
 
+# Tekton's remote resolvers (cmd/resolvers, one binary serving the git, hub,
+# bundles, cluster and http resolvers), at the same TEKTON_VERSION, from a
+# wrapper module of its own: the resolvers import packages the `tekton`
+# wrapper's go.sum has no entries for (go-git, the hub client), and a separate
+# wrapper and cache dir leave the `tekton` tool's cache as it is.
+build_tekton-resolvers() {
+  local out=$1 version=$2 mod=$CACHE/.src/tekton-resolvers-$2
+  if [ ! -f "$mod/go.sum" ]; then
+    mkdir -p "$mod"
+    (
+      cd "$mod"
+      printf 'module tektonresolverswrapper\n\ngo 1.26\n\nrequire github.com/tektoncd/pipeline %s\n' "$version" > go.mod
+      printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/tektoncd/pipeline/cmd/resolvers"\n' > tools.go
+      go mod tidy >&2
+    )
+  fi
+  (cd "$mod" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/tekton-resolvers" github.com/tektoncd/pipeline/cmd/resolvers)
+  (cd "$mod" && go list -m -f '{{.Dir}}' github.com/tektoncd/pipeline) > "$out/config-dir"
+}
+
 build_coredns() {
   local out=$1 version=$2 mod=$CACHE/.src/coredns-$2
   if [ ! -f "$mod/go.sum" ]; then
@@ -160,7 +189,9 @@ tool() {
     etcd) cached etcd "$ETCD_VERSION" build_etcd ;;
     kubelet | kube-scheduler | kube-controller-manager | kube-proxy) cached "$1" "$KUBERNETES_VERSION" "build_$1" ;;
     tekton) cached tekton "$TEKTON_VERSION" build_tekton ;;
+    tekton-resolvers) cached tekton-resolvers "$TEKTON_VERSION" build_tekton-resolvers ;;
     coredns) cached coredns "$COREDNS_VERSION" build_coredns ;;
+    versitygw) cached versitygw "$VERSITYGW_VERSION" build_versitygw ;;
     envtest)
       # envtest wants kube-apiserver and etcd side by side in one directory.
       local dir=$CACHE/envtest-$KUBERNETES_VERSION-$ETCD_VERSION api etcd
@@ -171,7 +202,7 @@ tool() {
       ln -sf "$etcd/etcd" "$dir/etcd"
       printf '%s\n' "$dir"
       ;;
-    *) echo "usage: $0 registry|oras|helm|kube-apiserver|kubectl|etcd|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|tekton|coredns|envtest" >&2; exit 2 ;;
+    *) echo "usage: $0 registry|oras|helm|kube-apiserver|kubectl|etcd|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|tekton|tekton-resolvers|coredns|versitygw|envtest" >&2; exit 2 ;;
   esac
 }
 
