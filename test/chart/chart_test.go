@@ -3,9 +3,11 @@ package chart
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -67,6 +70,10 @@ func TestSchemaRejects(t *testing.T) {
 		"empty token audience":              {[]string{"--set", "registry.auth.token.audience="}, "audience"},
 		"signing secret not a name":         {[]string{"--set", "registry.auth.token.signingSecret=Key_1"}, "signingSecret"},
 		"bad results budget":                {[]string{"--set", "steps.resultsBudget=deny"}, "resultsBudget"},
+		"zot replicas without s3":           {[]string{"--set", "zot.replicas=2"}, "more than one zot pod needs zot.storage.type s3"},
+		"zot replicas on a pvc":             {[]string{"--set", "zot.replicas=3", "--set", "zot.storage.type=pvc"}, "zot.replicas is 3 but zot.storage.type is pvc"},
+		"zot replicas zero":                 {[]string{"--set", "zot.replicas=0"}, "replicas"},
+		"cluster hashKey not 16 characters": {[]string{"--set", "zot.cluster.hashKey=short"}, "hashKey"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"template", "r", chartDir}, tc.set...)
@@ -82,10 +89,17 @@ func TestSchemaRejects(t *testing.T) {
 // fails on any key zot does not know under these names, e.g. `repoNames`
 // instead of `repositories`, the way zot's own strict loader would.
 type zotConfig struct {
-	DistSpecVersion string     `json:"distSpecVersion"`
-	Storage         zotStorage `json:"storage"`
-	HTTP            zotHTTP    `json:"http"`
-	Log             zotLog     `json:"log"`
+	DistSpecVersion string      `json:"distSpecVersion"`
+	Storage         zotStorage  `json:"storage"`
+	HTTP            zotHTTP     `json:"http"`
+	Log             zotLog      `json:"log"`
+	Cluster         *zotCluster `json:"cluster,omitempty"`
+}
+
+// zotCluster is zot's scale-out cluster (pkg/api/config ClusterConfig).
+type zotCluster struct {
+	Members []string `json:"members"`
+	HashKey string   `json:"hashKey"`
 }
 
 type zotStorage struct {
@@ -96,6 +110,7 @@ type zotStorage struct {
 	GCInterval    string         `json:"gcInterval"`
 	Retention     zotRetention   `json:"retention"`
 	StorageDriver map[string]any `json:"storageDriver,omitempty"`
+	RemoteCache   *bool          `json:"remoteCache,omitempty"`
 }
 
 type zotRetention struct {
@@ -195,11 +210,23 @@ func TestZotConfig(t *testing.T) {
 			require.GreaterOrEqual(t, duration(t, "writeTimeout", h.WriteTimeout), 10*time.Minute)
 			require.Equal(t, "info", cfg.Log.Level)
 
-			dep := &appsv1.Deployment{}
-			into(t, find(t, objs, "Deployment", name), dep)
-			require.Equal(t, appsv1.RecreateDeploymentStrategyType, dep.Spec.Strategy.Type)
-			require.Contains(t, dep.Spec.Template.Annotations, "checksum/config")
-			zot := dep.Spec.Template.Spec.Containers[0]
+			tmpl := zotPodTemplate(t, objs, v)
+			require.Contains(t, tmpl.Annotations, "checksum/config")
+			zot := tmpl.Spec.Containers[0]
+			switch v.name {
+			case "zot-s3", "zot-s3-cluster":
+				requireZotS3(t, v, objs, cfg, zot)
+			default:
+				require.Nil(t, s.StorageDriver)
+				require.Nil(t, cfg.Cluster)
+				require.True(t, s.Dedupe, "dedupe on filesystem storage")
+			}
+			if cfg.Cluster == nil {
+				dep := &appsv1.Deployment{}
+				into(t, find(t, objs, "Deployment", name), dep)
+				require.Equal(t, appsv1.RecreateDeploymentStrategyType, dep.Spec.Strategy.Type)
+				require.Equal(t, int32(1), *dep.Spec.Replicas)
+			}
 			require.Equal(t, "/livez", zot.LivenessProbe.HTTPGet.Path)
 			require.Equal(t, "/readyz", zot.ReadinessProbe.HTTPGet.Path)
 			require.Equal(t, "64Mi", zot.Resources.Requests.Memory().String())
@@ -231,9 +258,9 @@ func TestZotConfig(t *testing.T) {
 				require.Nil(t, h.Auth, "mode none: no credentials")
 			}
 			var data *corev1.Volume
-			for i := range dep.Spec.Template.Spec.Volumes {
-				if dep.Spec.Template.Spec.Volumes[i].Name == "data" {
-					data = &dep.Spec.Template.Spec.Volumes[i]
+			for i := range tmpl.Spec.Volumes {
+				if tmpl.Spec.Volumes[i].Name == "data" {
+					data = &tmpl.Spec.Volumes[i]
 				}
 			}
 			require.NotNil(t, data)
@@ -246,6 +273,67 @@ func TestZotConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// requireZotS3 checks the s3 variants: zot's s3 storageDriver as the values
+// set it, no dedupe and no remote cache (no shared DynamoDB or Redis), the
+// credentials from the Secret, and for two replicas zot's scale-out cluster:
+// a StatefulSet whose pods are exactly the members, under a headless Service
+// that publishes them before they are ready, members allowed to reach each
+// other through the NetworkPolicy.
+func requireZotS3(t *testing.T, v variant, objs []*unstructured.Unstructured, cfg zotConfig, zot corev1.Container) {
+	t.Helper()
+	s := cfg.Storage
+	require.Equal(t, map[string]any{
+		"name": "s3", "bucket": "tekton-oci-transport", "region": "us-east-1",
+		"regionendpoint": "http://versitygw.storage.svc:7070", "forcepathstyle": true,
+		"secure": false, "skipverify": false, "rootdirectory": "/zot",
+	}, s.StorageDriver)
+	require.False(t, s.Dedupe, "dedupe on s3 needs a shared cache")
+	require.NotNil(t, s.RemoteCache)
+	require.False(t, *s.RemoteCache)
+	require.Equal(t, "/var/lib/registry", s.RootDirectory, "zot's local metadata, in the pod's emptyDir")
+	env := map[string]string{}
+	for _, e := range zot.Env {
+		require.NotNil(t, e.ValueFrom, e.Name)
+		require.Equal(t, "zot-s3-credentials", e.ValueFrom.SecretKeyRef.Name)
+		env[e.Name] = e.ValueFrom.SecretKeyRef.Key
+	}
+	require.Equal(t, map[string]string{"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}, env)
+
+	if v.name == "zot-s3" {
+		require.Nil(t, cfg.Cluster, "one pod: no cluster")
+		return
+	}
+	require.NotNil(t, cfg.Cluster)
+	require.Len(t, cfg.Cluster.HashKey, 16, "zot wants a 16-character hashKey")
+	sts := &appsv1.StatefulSet{}
+	into(t, find(t, objs, "StatefulSet", zotName(v)), sts)
+	require.Equal(t, int32(2), *sts.Spec.Replicas)
+	require.Equal(t, appsv1.ParallelPodManagement, sts.Spec.PodManagementPolicy)
+	headless := &corev1.Service{}
+	into(t, find(t, objs, "Service", sts.Spec.ServiceName), headless)
+	require.Equal(t, corev1.ClusterIPNone, headless.Spec.ClusterIP)
+	require.True(t, headless.Spec.PublishNotReadyAddresses)
+	require.Equal(t, sts.Spec.Selector.MatchLabels, headless.Spec.Selector)
+	var want []string
+	for i := range 2 {
+		want = append(want, fmt.Sprintf("%s-%d.%s.%s.svc:5000", zotName(v), i, headless.Name, v.namespace))
+	}
+	require.Equal(t, want, cfg.Cluster.Members, "the members are the StatefulSet's pods")
+	// The Service the steps use still selects every member.
+	svc := &corev1.Service{}
+	into(t, find(t, objs, "Service", zotName(v)), svc)
+	require.Equal(t, sts.Spec.Selector.MatchLabels, svc.Spec.Selector)
+	np := &networkingv1.NetworkPolicy{}
+	into(t, find(t, objs, "NetworkPolicy", zotName(v)), np)
+	peers := false
+	for _, from := range np.Spec.Ingress[0].From {
+		if from.PodSelector != nil && reflect.DeepEqual(from.PodSelector.MatchLabels, sts.Spec.Selector.MatchLabels) && from.NamespaceSelector == nil {
+			peers = true
+		}
+	}
+	require.True(t, peers, "the NetworkPolicy must let the members proxy to each other")
 }
 
 func fullname(v variant) string {
@@ -382,6 +470,10 @@ func TestEveryPodRestricted(t *testing.T) {
 				switch o.GetKind() {
 				case "Deployment":
 					d := &appsv1.Deployment{}
+					into(t, o, d)
+					spec = d.Spec.Template.Spec
+				case "StatefulSet":
+					d := &appsv1.StatefulSet{}
 					into(t, o, d)
 					spec = d.Spec.Template.Spec
 				case "Pod":

@@ -24,6 +24,8 @@ import (
 	"testing"
 
 	"github.com/tekton-oci-transport/tekton-oci-transport/internal/testenv"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -73,6 +75,10 @@ var variants = []variant{
 	{name: "no-auth", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authNone},
 	{name: "no-networkpolicy", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authToken},
 	{name: "zot-pvc", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authToken},
+	// zot on an S3-compatible bucket, one pod and zot's two-member
+	// scale-out cluster (a StatefulSet); test/s3 runs that config for real.
+	{name: "zot-s3", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authToken},
+	{name: "zot-s3-cluster", release: defaultRelease, namespace: defaultNamespace, zot: true, auth: authToken},
 }
 
 // requireEnv returns the environment variable, or skips the test with a
@@ -168,6 +174,29 @@ func find(t testing.TB, objs []*unstructured.Unstructured, kind, name string) *u
 	sort.Strings(have)
 	t.Fatalf("no %s %q among %v", kind, name, have)
 	return nil
+}
+
+// zotPodTemplate returns the pod template of zot's workload: a Deployment,
+// or a StatefulSet when zot runs as a scale-out cluster (zot.replicas > 1).
+func zotPodTemplate(t testing.TB, objs []*unstructured.Unstructured, v variant) corev1.PodTemplateSpec {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetName() != zotName(v) {
+			continue
+		}
+		switch o.GetKind() {
+		case "Deployment":
+			d := &appsv1.Deployment{}
+			into(t, o, d)
+			return d.Spec.Template
+		case "StatefulSet":
+			s := &appsv1.StatefulSet{}
+			into(t, o, s)
+			return s.Spec.Template
+		}
+	}
+	t.Fatalf("no Deployment or StatefulSet %q", zotName(v))
+	return corev1.PodTemplateSpec{}
 }
 
 // into converts an unstructured object into a typed one.

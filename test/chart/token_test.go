@@ -192,12 +192,11 @@ func TestTokenMode(t *testing.T) {
 				b := cfg.HTTP.Auth.Bearer
 				require.Equal(t, realm, b.Realm)
 				require.Equal(t, flags["token-registry-service"], b.Service)
-				zdep := &appsv1.Deployment{}
-				into(t, find(t, objs, "Deployment", zotName(v)), zdep)
+				zpod := zotPodTemplate(t, objs, v)
 				var vol *corev1.Volume
-				for i := range zdep.Spec.Template.Spec.Volumes {
-					if zdep.Spec.Template.Spec.Volumes[i].Name == "token" {
-						vol = &zdep.Spec.Template.Spec.Volumes[i]
+				for i := range zpod.Spec.Volumes {
+					if zpod.Spec.Volumes[i].Name == "token" {
+						vol = &zpod.Spec.Volumes[i]
 					}
 				}
 				require.NotNil(t, vol, "zot mounts the token Secret")
@@ -208,7 +207,7 @@ func TestTokenMode(t *testing.T) {
 				require.False(t, *vol.Secret.Optional, "zot waits for the Secret")
 				require.Equal(t, "bundle.pem", filepath.Base(b.Cert))
 				mounted := false
-				for _, m := range zdep.Spec.Template.Spec.Containers[0].VolumeMounts {
+				for _, m := range zpod.Spec.Containers[0].VolumeMounts {
 					mounted = mounted || (m.Name == "token" && m.MountPath == filepath.Dir(b.Cert) && m.ReadOnly)
 				}
 				require.True(t, mounted, "%s is not the token Secret's mount", b.Cert)

@@ -51,6 +51,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: webhook
 {{- end }}
 
+{{/* Non-empty when zot runs as a scale-out cluster (zot.replicas > 1, s3 storage). */}}
+{{- define "tot.zotCluster" -}}
+{{- if gt (int .Values.zot.replicas) 1 }}true{{ end }}
+{{- end }}
+
+{{/* The headless Service that gives each cluster member a stable DNS name. */}}
+{{- define "tot.zotClusterName" -}}
+{{- printf "%s-cluster" (include "tot.zotName" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "tot.zotSelectorLabels" -}}
 {{ include "tot.selectorLabels" . }}
 app.kubernetes.io/component: registry
@@ -157,5 +167,8 @@ runs in the webhook pod; the registry trusts the bundle in its Secret.
 {{- end }}
 {{- if and .Values.zot.enabled (eq .Values.zot.storage.type "s3") (or (not .Values.zot.storage.s3.bucket) (not .Values.zot.storage.s3.region)) }}
 {{- fail "zot.storage.s3.bucket and zot.storage.s3.region are required when zot.storage.type is s3" }}
+{{- end }}
+{{- if and .Values.zot.enabled (gt (int .Values.zot.replicas) 1) (ne .Values.zot.storage.type "s3") }}
+{{- fail (printf "zot.replicas is %d but zot.storage.type is %s: more than one zot pod needs zot.storage.type s3 (emptyDir and pvc storage belong to one pod; docs/registry-scale-out.md)" (int .Values.zot.replicas) .Values.zot.storage.type) }}
 {{- end }}
 {{- end }}
