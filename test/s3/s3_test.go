@@ -366,6 +366,9 @@ func TestTwoZotsShareABucket(t *testing.T) {
 		got, err := pull(ctx, t, c.opts(0, r.repo), r.task)
 		if err != nil {
 			require.Contains(t, err.Error(), "500", "%s: a dead owner answers 500 through the survivor", r.repo)
+			// The step exits 1 (a registry failure), not 4: nothing is
+			// missing, the registry failed.
+			require.Equal(t, transport.ExitFailed, transport.ExitCode(err), "%v", err)
 			failed = append(failed, r)
 			continue
 		}
