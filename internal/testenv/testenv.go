@@ -51,6 +51,9 @@ type RegistryOptions struct {
 	HTTPExtra string
 	// Auth, when set, makes the registry check these credentials (htpasswd).
 	Auth *Credentials
+	// Extra is added to the configuration at the top level, e.g. an auth:
+	// token: section.
+	Extra string
 }
 
 // Credentials are a user name and password.
@@ -109,7 +112,7 @@ http:
 		}
 		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: test\n    path: %s\n", htpasswd)
 	}
-	return r.configureAndStart(cfg)
+	return r.configureAndStart(cfg + o.Extra)
 }
 
 // configureAndStart writes the registry's configuration and starts it; on

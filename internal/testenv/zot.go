@@ -50,10 +50,20 @@ func repoRoot() (string, error) {
 	}
 }
 
+// ZotOptions configures StartZotWith.
+type ZotOptions struct {
+	// Auth is zot's http.auth object (JSON), e.g. {"bearer": {...}}; empty:
+	// none.
+	Auth string
+}
+
 // StartZot starts a zot registry on a free 127.0.0.1 port with its storage
 // in a new temporary directory (no GC: the tests decide what is deleted).
 // The returned Registry stops, restarts and closes like a Distribution one.
-func StartZot(bin string) (*Registry, error) {
+func StartZot(bin string) (*Registry, error) { return StartZotWith(bin, ZotOptions{}) }
+
+// StartZotWith is StartZot with options.
+func StartZotWith(bin string, o ZotOptions) (*Registry, error) {
 	d, err := os.MkdirTemp("", "oci-transport-zot-")
 	if err != nil {
 		return nil, err
@@ -66,10 +76,14 @@ func StartZot(bin string) (*Registry, error) {
 	}
 	r.addr = addr
 	host, port, _ := strings.Cut(addr, ":")
+	auth := ""
+	if o.Auth != "" {
+		auth = `, "auth": ` + o.Auth
+	}
 	cfg := fmt.Sprintf(`{"distSpecVersion": "1.1.1",
   "storage": {"rootDirectory": %q, "gc": false, "dedupe": false},
-  "http": {"address": %q, "port": %q},
+  "http": {"address": %q, "port": %q%s},
   "log": {"level": "error"}}
-`, filepath.Join(d, "data"), host, port)
+`, filepath.Join(d, "data"), host, port, auth)
 	return r.configureAndStart(cfg)
 }

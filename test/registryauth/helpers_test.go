@@ -12,12 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
@@ -144,114 +140,56 @@ func tokenFile(t *testing.T, token string) string {
 	return p
 }
 
-// registryProc is a registry process started with a configuration of our
-// own (testenv's starters know no token auth).
-type registryProc struct {
-	bin, dir, addr, config string
-	mu                     sync.Mutex
-	cmd                    *exec.Cmd
-}
-
-// startRegistry starts bin serve <config> (config is a template with DIR
-// and ADDR, HOST and PORT), waits until /v2/ answers (401 without a token)
-// and stops it at the end of the test.
-func startRegistry(t *testing.T, bin, configName, config string) *registryProc {
-	t.Helper()
-	addr, err := testenv.FreeAddr()
-	require.NoError(t, err)
-	dir := t.TempDir()
-	host, port, _ := strings.Cut(addr, ":")
-	config = strings.NewReplacer("DIR", dir, "ADDR", addr, "HOST", host, "PORT", port).Replace(config)
-	r := &registryProc{bin: bin, dir: dir, addr: addr, config: filepath.Join(dir, configName)}
-	require.NoError(t, os.WriteFile(r.config, []byte(config), 0o644))
-	t.Cleanup(r.stop)
-	r.start(t)
-	return r
-}
-
-func (r *registryProc) start(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	logf, err := os.OpenFile(filepath.Join(r.dir, "registry.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	require.NoError(t, err)
-	defer logf.Close()
-	cmd := exec.Command(r.bin, "serve", r.config)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	r.cmd = cmd
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + r.addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the registry must ask for a token")
-			require.Contains(t, resp.Header.Get("WWW-Authenticate"), `Bearer realm=`)
-			return
-		}
-	}
-	t.Fatalf("%s did not answer on %s:\n%s", r.bin, r.addr, r.logs())
-}
-
-func (r *registryProc) stop() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
-func (r *registryProc) restart(t *testing.T) {
-	r.stop()
-	r.start(t)
-}
-
-func (r *registryProc) logs() string {
-	b, _ := os.ReadFile(filepath.Join(r.dir, "registry.log"))
-	return string(b)
-}
-
 // startZot runs zot v2.1.20 with bearer auth: the chart's fragment.
-func startZot(t *testing.T, realm, bundle string) *registryProc {
-	return startRegistry(t, testenv.ZotBin(t), "config.json", fmt.Sprintf(`{"distSpecVersion": "1.1.1",
-  "storage": {"rootDirectory": "DIR/data", "gc": false, "dedupe": false},
-  "http": {"address": "HOST", "port": "PORT",
-    "auth": {"bearer": {"realm": %q, "service": %q, "cert": %q}}},
-  "log": {"level": "error"}}
-`, realm, registryauth.DefaultService, bundle))
+func startZot(t *testing.T, realm, bundle string) *testenv.Registry {
+	t.Helper()
+	r, err := testenv.StartZotWith(testenv.ZotBin(t), testenv.ZotOptions{Auth: fmt.Sprintf(
+		`{"bearer": {"realm": %q, "service": %q, "cert": %q}}`, realm, registryauth.DefaultService, bundle)})
+	return asksForToken(t, r, err)
 }
 
 // startDistribution runs CNCF Distribution v3 with auth.token: the
 // chart's fragment.
-func startDistribution(t *testing.T, realm, bundle string) *registryProc {
+func startDistribution(t *testing.T, realm, bundle string) *testenv.Registry {
+	t.Helper()
 	bin := testenv.Require(t, "REGISTRY_BIN", "the token service is tested against the real CNCF Distribution")
-	return startRegistry(t, bin, "config.yml", fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: DIR/data
-  delete:
-    enabled: true
-http:
-  addr: ADDR
-auth:
+	r, err := testenv.StartRegistry(bin, testenv.RegistryOptions{Extra: fmt.Sprintf(`auth:
   token:
     realm: %s
     service: %s
     issuer: %s
     rootcertbundle: %s
-`, realm, registryauth.DefaultService, registryauth.DefaultIssuer, bundle))
+`, realm, registryauth.DefaultService, registryauth.DefaultIssuer, bundle)})
+	return asksForToken(t, r, err)
+}
+
+// asksForToken checks that a registry started asks for a bearer token, and
+// closes it at the end of the test.
+func asksForToken(t *testing.T, r *testenv.Registry, err error) *testenv.Registry {
+	t.Helper()
+	require.NoError(t, err)
+	t.Cleanup(r.Close)
+	resp, err := http.Get("http://" + r.Addr() + "/v2/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the registry must ask for a token\n%s", r.Logs())
+	require.Contains(t, resp.Header.Get("WWW-Authenticate"), `Bearer realm=`)
+	return r
+}
+
+// restart stops the registry and starts it again on the same address and
+// storage, reading its configuration (and the bundle) anew.
+func restart(t *testing.T, r *testenv.Registry) {
+	t.Helper()
+	r.Stop()
+	require.NoError(t, r.Start())
 }
 
 // registryGet sends GET path to the registry with a bearer token and
 // returns the status.
-func registryGet(t *testing.T, r *registryProc, path, token string) int {
+func registryGet(t *testing.T, r *testenv.Registry, path, token string) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+r.addr+path, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+r.Addr()+path, nil)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)

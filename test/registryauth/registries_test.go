@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/testenv"
 	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transport"
 )
@@ -30,12 +31,12 @@ func TestDistribution(t *testing.T) {
 // as the injected steps do: team-a pushes and pulls its own repository,
 // and is refused team-b's with a message that says why; team-b cannot read
 // team-a's; nobody lists the catalog.
-func stepsAgainst(t *testing.T, r *registryProc) {
+func stepsAgainst(t *testing.T, r *testenv.Registry) {
 	ctx := context.Background()
 	fileA := tokenFile(t, saToken(t, teamA, suite.pods[teamA], registryauth.DefaultAudience))
 	fileB := tokenFile(t, saToken(t, teamB, suite.pods[teamB], registryauth.DefaultAudience))
 	opts := func(repo, tokenFile string) transport.Options {
-		return transport.Options{Registry: r.addr, Repository: repo, PlainHTTP: true, TokenFile: tokenFile,
+		return transport.Options{Registry: r.Addr(), Repository: repo, PlainHTTP: true, TokenFile: tokenFile,
 			Retries: 1, RetryBaseDelay: 10 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}
 	}
 	src := t.TempDir()
@@ -52,7 +53,7 @@ func stepsAgainst(t *testing.T, r *registryProc) {
 		return dst, err
 	}
 
-	require.NoError(t, push(repoA, fileA), "team-a pushes to its own repository\n%s", r.logs())
+	require.NoError(t, push(repoA, fileA), "team-a pushes to its own repository\n%s", r.Logs())
 	dst, err := pull(repoA, fileA)
 	require.NoError(t, err, "team-a pulls its own repository")
 	got, err := os.ReadFile(filepath.Join(dst, "out.txt"))
@@ -85,7 +86,7 @@ func stepsAgainst(t *testing.T, r *registryProc) {
 	// upload is a push) and serves the pull.
 	pullOnly := requestToken(t, suite.tokenURL, suite.bundle, saToken(t, teamA, suite.pods[teamA], registryauth.DefaultAudience), "repository:"+repoA+":pull")
 	require.Equal(t, http.StatusOK, registryGet(t, r, "/v2/"+repoA+"/tags/list", pullOnly.token))
-	req, err := http.NewRequest(http.MethodPost, "http://"+r.addr+"/v2/"+repoA+"/blobs/uploads/", nil)
+	req, err := http.NewRequest(http.MethodPost, "http://"+r.Addr()+"/v2/"+repoA+"/blobs/uploads/", nil)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+pullOnly.token)
 	resp, err := http.DefaultClient.Do(req)

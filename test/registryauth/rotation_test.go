@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/testenv"
 	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transport"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,10 +61,10 @@ func TestKeyRotation(t *testing.T) {
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
 	tag := 0
-	push := func(r *registryProc) error {
+	push := func(r *testenv.Registry) error {
 		tag++
 		_, err := transport.Push(ctx, transport.PushOptions{
-			Options: transport.Options{Registry: r.addr, Repository: repoA, PlainHTTP: true, TokenFile: file,
+			Options: transport.Options{Registry: r.Addr(), Repository: repoA, PlainHTTP: true, TokenFile: file,
 				Retries: 0, Log: slog.New(slog.DiscardHandler)},
 			Tag: fmt.Sprintf("t%d", tag), Task: "t", Mounts: []transport.Mount{{Dir: src}}, StateDir: t.TempDir()})
 		return err
@@ -86,8 +87,8 @@ func TestKeyRotation(t *testing.T) {
 	staged := publish()
 	require.Equal(t, first[0], staged[0])
 	require.Len(t, staged, 2)
-	zot.restart(t)
-	dist.restart(t)
+	restart(t, zot)
+	restart(t, dist)
 	time.Sleep(300 * time.Millisecond) // a few reloads
 	signsWith(first[0])
 	require.NoError(t, push(zot))
@@ -106,16 +107,16 @@ func TestKeyRotation(t *testing.T) {
 	var denied *transport.RegistryDeniedError
 	require.ErrorAs(t, push(zot), &denied, "zot still trusts only the first key")
 	require.Equal(t, []string{staged[1], first[0]}, publish())
-	zot.restart(t)
+	restart(t, zot)
 	require.NoError(t, push(zot))
 	require.Equal(t, http.StatusUnauthorized, registryGet(t, zot, tags, oldToken), "...then only those")
-	dist.restart(t)
+	restart(t, dist)
 	require.Equal(t, http.StatusOK, registryGet(t, dist, tags, oldToken), "in-flight tokens survive a restart with the promoted bundle")
 
 	// Retire: the old key is gone from the bundle and its tokens with it.
 	require.NoError(t, registryauth.Rotate(ctx, secrets, name, registryauth.DefaultIssuer, registryauth.Retire, time.Now()))
 	require.Equal(t, []string{staged[1]}, publish())
-	dist.restart(t)
+	restart(t, dist)
 	require.Equal(t, http.StatusUnauthorized, registryGet(t, dist, tags, oldToken))
 	require.NoError(t, push(dist))
 	require.NoError(t, push(zot))
