@@ -21,8 +21,8 @@ func Generic(obj any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %T: %w", obj, err)
 	}
-	var out any
-	if err := json.Unmarshal(data, &out); err != nil {
+	out, err := Decode(data)
+	if err != nil {
 		return nil, fmt.Errorf("decoding %T: %w", obj, err)
 	}
 	restoreProperties("", out)

@@ -49,7 +49,7 @@ func diff(path string, from, to any, ops []jsonpatch.Operation) []jsonpatch.Oper
 		}
 		return ops
 	}
-	if reflect.DeepEqual(from, to) {
+	if equal(from, to) {
 		return ops
 	}
 	if path == "" {
@@ -78,4 +78,46 @@ func same(a, b any) bool {
 // escape encodes a key as a JSON pointer token (RFC 6901).
 func escape(k string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
+
+// equal is reflect.DeepEqual for generic JSON values (maps, lists, scalars),
+// without reflection where it can: it ran at every level of the merge.
+func equal(a, b any) bool {
+	switch av := a.(type) {
+	case nil:
+		return b == nil
+	case string:
+		bv, ok := b.(string)
+		return ok && av == bv
+	case bool:
+		bv, ok := b.(bool)
+		return ok && av == bv
+	case float64:
+		bv, ok := b.(float64)
+		return ok && av == bv
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok || (av == nil) != (bv == nil) || len(av) != len(bv) {
+			return false
+		}
+		for k, x := range av {
+			y, ok := bv[k]
+			if !ok || !equal(x, y) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		bv, ok := b.([]any)
+		if !ok || (av == nil) != (bv == nil) || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if !equal(av[i], bv[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a, b)
 }

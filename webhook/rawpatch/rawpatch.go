@@ -14,9 +14,7 @@
 package rawpatch
 
 import (
-	"encoding/json"
 	"fmt"
-	"reflect"
 
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/prune"
 	"gomodules.xyz/jsonpatch/v2"
@@ -26,8 +24,8 @@ import (
 // turned before into after. before and after are typed objects (or anything
 // encoding/json marshals) of the same kind and version as raw.
 func Patch(raw []byte, before, after any) ([]jsonpatch.Operation, error) {
-	var r any
-	if err := json.Unmarshal(raw, &r); err != nil {
+	r, err := prune.Decode(raw)
+	if err != nil {
 		return nil, fmt.Errorf("decoding raw object: %w", err)
 	}
 	b, err := generic(before)
@@ -64,7 +62,7 @@ func Merge(raw any, present bool, before, after any) (any, bool) {
 // merge is Merge for the value under key in an object under parent (which
 // decide whether an empty object is meaningful: prune.KeepsEmpty).
 func merge(parent, key string, raw any, present bool, before, after any) (any, bool) {
-	if reflect.DeepEqual(before, after) {
+	if equal(before, after) {
 		return raw, present
 	}
 	switch a := after.(type) {
@@ -166,7 +164,7 @@ func align(before, after []any) []int {
 	for i, av := range after {
 		match[i] = -1
 		for j := next; j < len(before); j++ {
-			if !used[j] && reflect.DeepEqual(before[j], av) {
+			if !used[j] && equal(before[j], av) {
 				match[i], used[j], next = j, true, j+1
 				break
 			}
