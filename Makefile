@@ -38,6 +38,8 @@ TEST_ENV += HELM_BIN=$$($(TOOLS) helm)/helm
 # zot (the registry the chart installs) is not on the module proxy: hack/zot.sh
 # finds the binary beside the clone (../shared/zot) or in the tools cache.
 TEST_ENV += ZOT_BIN=$$(hack/zot.sh)
+# versitygw: the S3 server test/s3 stores two zot replicas' data in.
+TEST_ENV += VERSITYGW_BIN=$$($(TOOLS) versitygw)/versitygw
 
 ## test: everything CI runs (the README's command); EQUIVALENCE=0 skips the real-cluster equivalence run
 EQUIVALENCE ?= 1
