@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,7 +36,8 @@ import (
 // behind, none created with --no-remote, no object changed.
 func TestReportAgainstAPIServer(t *testing.T) {
 	testenv.Require(t, "KUBEBUILDER_ASSETS", "the report's test needs kube-apiserver and etcd (hack/tools.sh envtest)")
-	crds := reportCRDs(t)
+	crds, err := testenv.TektonCRDs("testdata/report/triggertemplate-crd.yaml")
+	require.NoError(t, err)
 	env := &envtest.Environment{CRDs: crds, ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	require.NoError(t, err)
@@ -294,26 +292,6 @@ func resourceVersions(ctx context.Context, t *testing.T, c client.Client) map[st
 	require.NoError(t, c.List(ctx, tts))
 	for _, tt := range tts.Items {
 		out["tt/"+tt.GetNamespace()+"/"+tt.GetName()] = tt.GetResourceVersion()
-	}
-	return out
-}
-
-// reportCRDs are Tekton's CRDs of the module this repository builds
-// against, and the TriggerTemplate CRD.
-func reportCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
-	t.Helper()
-	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tektoncd/pipeline").Output()
-	require.NoError(t, err, "locating the tektoncd/pipeline module")
-	files, _ := filepath.Glob(filepath.Join(strings.TrimSpace(string(dir)), "config", "300-crds", "*.yaml"))
-	require.NotEmpty(t, files, "Tekton's CRDs (go mod download github.com/tektoncd/pipeline)")
-	files = append(files, "testdata/report/triggertemplate-crd.yaml")
-	var out []*apiextensionsv1.CustomResourceDefinition
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		require.NoError(t, err)
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		require.NoError(t, yaml.Unmarshal(data, crd), f)
-		out = append(out, crd)
 	}
 	return out
 }

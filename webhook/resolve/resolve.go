@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform/resolution"
+	resolverconfig "github.com/tektoncd/pipeline/pkg/apis/config/resolver"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -51,12 +52,27 @@ type Resolver struct {
 	Live client.Reader
 	// Timeout bounds a whole Resolve call.
 	Timeout time.Duration
+	// PickupTimeout bounds the wait for a ResolutionRequest to get any
+	// condition (Tekton's controller marks it at once): past it, no
+	// controller runs and the reference fails (ResolutionTimeout) instead
+	// of holding admission until Timeout. 0 = DefaultPickupTimeout.
+	PickupTimeout time.Duration
+	// ResolversNamespace holds Tekton's resolvers-feature-flags, read
+	// through Live: a resolver of Tekton's turned off there fails at once
+	// (ResolutionFailed) without a request. "" = DefaultResolversNamespace.
+	ResolversNamespace string
 	// Observe, when set, is called once per reference resolved.
 	Observe func(resolver string, took time.Duration, err error)
 	Log     logr.Logger
 
 	// cleanups are the ResolutionRequest deletions still running (Wait).
 	cleanups sync.WaitGroup
+
+	// the resolvers' feature flags last read, and when (featureFlags)
+	flagsMu   sync.Mutex
+	flags     *resolverconfig.FeatureFlags
+	flagsData map[string]string
+	flagsRead time.Time
 }
 
 // Wait returns once the ResolutionRequests created so far are deleted (or

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
+	duckv1 "knative.dev/pkg/apis/duck/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 )
@@ -56,6 +58,15 @@ type Resolver struct {
 	// Lookup, when set, answers instead of Answers (Files answers from the
 	// files `convert` reads).
 	Lookup func(*resolutionv1beta1.ResolutionRequest) *Answer
+	// Types, when set, are the only resolver types it answers for (the
+	// resolution.tekton.dev/type label, which a Tekton resolver selects
+	// its requests by): a request of another type gets no answer, as from
+	// a resolver the cluster does not run. nil answers every type.
+	Types []string
+	// Controller stands in for Tekton's pipelines controller too: it marks
+	// every request in progress ("waiting for resolver") first, whether a
+	// resolver of its type runs or not.
+	Controller bool
 
 	mu   sync.Mutex
 	seen []resolutionv1beta1.ResolutionRequest
@@ -85,7 +96,19 @@ func (r *Resolver) Run(ctx context.Context, interval time.Duration) {
 			for i := range list.Items {
 				rr := &list.Items[i]
 				key := rr.Namespace + "/" + rr.Name
-				if done[key] || rr.Status.GetCondition(apis.ConditionSucceeded) != nil {
+				c := rr.Status.GetCondition(apis.ConditionSucceeded)
+				if done[key] || c != nil && c.Status != corev1.ConditionUnknown {
+					continue
+				}
+				if r.Controller && c == nil {
+					if err := r.markInProgress(ctx, rr); err != nil {
+						r.mu.Lock()
+						r.errs = append(r.errs, err)
+						r.mu.Unlock()
+						continue
+					}
+				}
+				if !r.serves(rr.Labels["resolution.tekton.dev/type"]) {
 					continue
 				}
 				done[key] = true
@@ -106,6 +129,27 @@ func (r *Resolver) Run(ctx context.Context, interval time.Duration) {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// serves reports whether a resolver of this type runs.
+func (r *Resolver) serves(resolverType string) bool {
+	return r.Types == nil || slices.Contains(r.Types, resolverType)
+}
+
+// markInProgress does what Tekton's pipelines controller does to a new
+// request.
+func (r *Resolver) markInProgress(ctx context.Context, rr *resolutionv1beta1.ResolutionRequest) error {
+	rr.Status.MarkInProgress("waiting for resolver")
+	if rr.Status.RefSource == nil {
+		rr.Status.RefSource = &v1.RefSource{} // the CRD requires it
+	}
+	if rr.Status.Source == nil {
+		rr.Status.Source = rr.Status.RefSource
+	}
+	if err := r.Client.Status().Update(ctx, rr); err != nil {
+		return fmt.Errorf("marking %s in progress: %w", rr.Name, err)
+	}
+	return nil
 }
 
 func (r *Resolver) answer(ctx context.Context, rr *resolutionv1beta1.ResolutionRequest) error {
@@ -133,7 +177,7 @@ func (r *Resolver) answer(ctx context.Context, rr *resolutionv1beta1.ResolutionR
 	if rr.Status.Source == nil {
 		rr.Status.Source = &v1.RefSource{}
 	}
-	rr.Status.Conditions = append(rr.Status.Conditions, cond)
+	rr.Status.Conditions = duckv1.Conditions{cond} // in place of "in progress"
 	if err := r.Client.Status().Update(ctx, rr); err != nil {
 		return fmt.Errorf("answering %s: %w", rr.Name, err)
 	}
