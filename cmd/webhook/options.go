@@ -23,9 +23,21 @@ const (
 	defaultStepCommand      = "/usr/local/bin/oci-transport-step"
 )
 
-// defaultStepImage is the chart's default step image, tagged with this
-// binary's version (the chart's appVersion for a release build).
-func defaultStepImage() string { return "ghcr.io/tekton-oci-transport/oci-transport-step:" + version }
+// chartAppVersion is the appVersion of the chart in this tree
+// (charts/tekton-oci-transport/Chart.yaml), the tag its step image defaults
+// to; test/install checks that the two stay equal.
+const chartAppVersion = "v0.1.0"
+
+// defaultStepImage is the step image the chart of the same version installs
+// by default (steps.image: its repository, tagged with the chart's
+// appVersion), so that `convert` shows what the installed webhook injects.
+// Not tagged with this binary's version: a build between releases (git
+// describe: v0.1.0-3-gabc1234-dirty) names an image no one pushed. A chart
+// installed from `make push-images` injects <IMAGE_REPO>/oci-transport-step@sha256:...,
+// which --step-image takes as well.
+func defaultStepImage() string {
+	return "ghcr.io/tekton-oci-transport/oci-transport-step:" + chartAppVersion
+}
 
 // stringList is a repeatable flag.
 type stringList []string
