@@ -98,3 +98,13 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+## images: the webhook and step images as OCI archives (tars of an OCI image layout) in IMAGES_DIR, assembled without a Docker daemon (hack/images.sh)
+IMAGES_DIR ?= $(BIN)/images
+.PHONY: images push-images
+images:
+	VERSION='$(VERSION)' IMAGES_DIR='$(IMAGES_DIR)' hack/images.sh build
+
+## push-images: push both to IMAGE_REPO=<registry/path> (tag IMAGE_TAG, default VERSION; PLAIN_HTTP=1 for a registry without TLS) and print the helm install line with their digests
+push-images: images
+	VERSION='$(VERSION)' IMAGES_DIR='$(IMAGES_DIR)' IMAGE_REPO='$(IMAGE_REPO)' IMAGE_TAG='$(IMAGE_TAG)' PLAIN_HTTP='$(PLAIN_HTTP)' hack/images.sh push
