@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make demo: the main job, for real. Brings up the single-node test bed
 # (test/cluster: Kubernetes, Tekton, our chart with its zot; the first run
-# builds everything, later runs reuse the cache), creates the example labelled
-# release run (deploy/examples/release-cluster), shows what the webhook changed,
+# builds everything, later runs reuse the cache), creates the example's
+# Pipeline and Tasks, shows what `webhook report` says of its run before it
+# exists, creates the labelled release run (deploy/examples/release-cluster),
+# shows what the webhook changed,
 # follows the run to Succeeded with the injected steps' log lines, lists the
 # artifacts in the registry, shows that no PVC was created, and tears it all
 # down. KEEP=1 keeps the test bed up; OFFLINE=1 only converts the run offline.
@@ -44,13 +46,22 @@ kc get deploy -A -o custom-columns=NAMESPACE:.metadata.namespace,DEPLOYMENT:.met
 kc get storageclass
 kc get mutatingwebhookconfiguration tekton-oci-transport -o jsonpath='{range .webhooks[*]}{.name}: failurePolicy={.failurePolicy}, service={.clientConfig.service.namespace}/{.clientConfig.service.name}{"\n"}{end}'
 
-say "3. Create the Pipeline, its Tasks (by name) and the labelled run in namespace release"
+say "3. Create the Pipeline and its Tasks (by name) in namespace release"
 kc create namespace release >/dev/null
 kc -n release apply -f $ex/prerequisites.yaml -f $ex/tasks.yaml -f $ex/pipeline.yaml
+
+say "4. Before the run: bin/webhook report, what the webhook would do with it and the storage it saves"
+# The report reads runs that exist: the labelled run is not created yet, so
+# it reads run.yaml beside the namespace, Pipeline and Tasks as stored.
+{ kc get namespace release -o yaml; echo ---; kc -n release get pipelines,tasks -o yaml; } > "$out/cluster.yaml"
+bin/webhook report -n release -f "$out/cluster.yaml" -f $ex/run.yaml | tee "$out/report.txt"
+grep -q ': would-convert' "$out/report.txt" || { echo "demo FAILED: the report does not say would-convert"; exit 1; }
+
+say "5. Create the labelled run in namespace release"
 run=$(kc -n release create -f $ex/run.yaml -o name)
 echo "created $run"
 
-say "4. What the webhook changed (the stored run vs the submitted one)"
+say "6. What the webhook changed (the stored run vs the submitted one)"
 kc -n release get "$run" -o yaml > "$out/stored.yaml"
 echo "annotations:"
 awk '/^  annotations:/{p=1;next} p&&/^  [a-z]/{p=0} p' "$out/stored.yaml" | cut -c1-200
@@ -61,7 +72,7 @@ kc -n release get "$run" -o jsonpath='{range .spec.pipelineSpec.tasks[*]}{.name}
 echo "publish-images' pull step:"
 kc -n release get "$run" -o jsonpath='{range .spec.pipelineSpec.tasks[?(@.name=="publish-images")].taskSpec.steps[0]}{.image} {.command} {.args}{"\n"}{end}' | fold -w 160
 
-say "5. Following the run"
+say "7. Following the run"
 s=$SECONDS
 for i in $(seq 300); do
   st=$(kc -n release get "$run" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}')
@@ -82,7 +93,7 @@ for tr in $(kc -n release get taskruns -o jsonpath='{range .items[*]}{.metadata.
   done
 done
 
-say "6. Artifacts in the registry (the chart's zot at $REGISTRY_ADDRESS)"
+say "8. Artifacts in the registry (the chart's zot at $REGISTRY_ADDRESS)"
 uid=$(kc -n release get "$run" -o jsonpath='{.metadata.uid}')
 repo=tekton-oci-transport/release/$uid/workarea
 # read as namespace release's runs may: zot asks for a registry token, the
@@ -91,7 +102,7 @@ repo=tekton-oci-transport/release/$uid/workarea
 echo "tags of $repo: $(KUBECTL=$KUBECTL REGISTRY_NS=$REGISTRY_NS REGISTRY_SERVICE=$REGISTRY_SERVICE REGISTRY_PORT=$REGISTRY_PORT \
   go run ./test/equivalence -tags "$repo")"
 
-say "7. PVCs in namespace release (a PVC run would have one per run)"
+say "9. PVCs in namespace release (a PVC run would have one per run)"
 n=$(kc -n release get pvc --no-headers 2>/dev/null | wc -l)
 kc -n release get pvc 2>&1 | head -5
 echo "PVCs: $n"
