@@ -437,24 +437,32 @@ func (e *chunkRefusedError) Unwrap() error { return e.err }
 
 // sessionLostError is a later request of a session the registry no longer
 // knows (it restarted, or its upload state expired): the layer is uploaded
-// again from the start. It is a net.Error that says it is temporary, so the
-// retry loop tries again, and it keeps the registry's answer out of the
-// error chain, whose 4xx status would stop it.
+// again from the start. retryable knows it, so the retry loop tries
+// again, and it keeps the registry's answer out of the error chain, whose
+// 4xx status would stop it.
 type sessionLostError struct{ msg string }
 
-func (e *sessionLostError) Error() string   { return "blob upload session lost: " + e.msg }
-func (e *sessionLostError) Timeout() bool   { return false }
-func (e *sessionLostError) Temporary() bool { return true }
+func (e *sessionLostError) Error() string { return "blob upload session lost: " + e.msg }
+
+// do sends a request of the session with an octet-stream body and the
+// headers given as name, value pairs; the caller drains and closes the
+// response (drainClose).
+func (s *uploadSession) do(method, u string, body io.Reader, header ...string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(s.ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return s.c.repo.Client.Do(req)
+}
 
 // patch sends one chunk (PATCH with Content-Range and Content-Length).
 func (s *uploadSession) patch(chunk []byte, first bool) error {
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPatch, s.location.String(), bytes.NewReader(chunk))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", s.offset, s.offset+int64(len(chunk))-1))
-	resp, err := s.c.repo.Client.Do(req)
+	resp, err := s.do(http.MethodPatch, s.location.String(), bytes.NewReader(chunk),
+		"Content-Range", fmt.Sprintf("%d-%d", s.offset, s.offset+int64(len(chunk))-1))
 	if err != nil {
 		return err
 	}
@@ -483,12 +491,7 @@ func (s *uploadSession) patch(chunk []byte, first bool) error {
 
 // patchStream sends body as one PATCH of unknown length.
 func (s *uploadSession) patchStream(body io.Reader) error {
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPatch, s.location.String(), io.NopCloser(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := s.c.repo.Client.Do(req)
+	resp, err := s.do(http.MethodPatch, s.location.String(), io.NopCloser(body)) // length unknown
 	if err != nil {
 		return err
 	}
@@ -550,13 +553,7 @@ func (s *uploadSession) commit(d digest.Digest) error {
 	q := u.Query()
 	q.Set("digest", d.String())
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPut, u.String(), http.NoBody)
-	if err != nil {
-		return err
-	}
-	req.ContentLength = 0
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := s.c.repo.Client.Do(req)
+	resp, err := s.do(http.MethodPut, u.String(), http.NoBody) // Content-Length: 0
 	if err != nil {
 		return err
 	}

@@ -100,15 +100,14 @@ func tokenKey(args []string, stdout, stderr io.Writer, secrets func(kubeconfig, 
 	namespace := fs.String("namespace", "tekton-oci-transport", "namespace of the webhook (the chart's release namespace)")
 	secret := fs.String("token-signing-secret", registryauth.DefaultSecretName, "the token service's Secret, as its --token-signing-secret (the chart's <fullname>-registry-token)")
 	issuer := fs.String("token-issuer", registryauth.DefaultIssuer, "as the token service's --token-issuer (names the new key's certificate)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: webhook token-key stage|promote|retire [flags]")
-		fmt.Fprintln(stderr, "One phase of a rotation of the registry token signing key, in this order, with the registries")
-		fmt.Fprintln(stderr, "restarted between them as each phase prints (docs/security.md):")
-		fmt.Fprintln(stderr, "  stage    add a new key's certificate to the bundle the registries trust; it signs nothing yet")
-		fmt.Fprintln(stderr, "  promote  sign with the staged key; the previous certificate stays trusted, second")
-		fmt.Fprintln(stderr, "  retire   drop the previous certificates, once the tokens they signed have expired")
-		fs.PrintDefaults()
-	}
+	fs.Usage = usage(fs, stderr,
+		"usage: webhook token-key stage|promote|retire [flags]",
+		"One phase of a rotation of the registry token signing key, in this order, with the registries",
+		"restarted between them as each phase prints (docs/security.md):",
+		"  stage    add a new key's certificate to the bundle the registries trust; it signs nothing yet",
+		"  promote  sign with the staged key; the previous certificate stays trusted, second",
+		"  retire   drop the previous certificates, once the tokens they signed have expired",
+	)
 	var phase registryauth.Phase
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		phase, args = registryauth.Phase(args[0]), args[1:]

@@ -77,17 +77,16 @@ func runReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.concurrency, "concurrency", 4, "runs evaluated at once")
 	fs.BoolVar(&f.ignorePolicy, "ignore-verification-policies", false, "as the webhook's flag: do not leave runs unchanged in namespaces with a VerificationPolicy")
 	f.options = transformFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: webhook report [-n namespace[,namespace] | -A] [--kubeconfig file] [-o table|json] [--no-remote] [flags]")
-		fmt.Fprintln(stderr, "       webhook report -f dump.yaml [-f pipelines.yaml ...] [-o table|json] [--no-remote] [flags]")
-		fmt.Fprintln(stderr, "For every PipelineRun and TriggerTemplate PipelineRun that binds a volumeClaimTemplate: what the")
-		fmt.Fprintln(stderr, "webhook would do with it (would-convert, would-leave-unchanged and why, needs-remote-resolution), what")
-		fmt.Fprintln(stderr, "each task would pull and push, the PVC storage it requests, the PVCs finished runs still hold, and a")
-		fmt.Fprintln(stderr, "summary. It resolves as the webhook does; from a cluster it creates (and deletes) ResolutionRequests")
-		fmt.Fprintln(stderr, "unless --no-remote, and writes nothing else. Pass the webhook's --registry, --results-budget ... flags")
-		fmt.Fprintln(stderr, "when they differ from the defaults. Exit 0 reported, 1 cannot read the input, 2 usage.")
-		fs.PrintDefaults()
-	}
+	fs.Usage = usage(fs, stderr,
+		"usage: webhook report [-n namespace[,namespace] | -A] [--kubeconfig file] [-o table|json] [--no-remote] [flags]",
+		"       webhook report -f dump.yaml [-f pipelines.yaml ...] [-o table|json] [--no-remote] [flags]",
+		"For every PipelineRun and TriggerTemplate PipelineRun that binds a volumeClaimTemplate: what the",
+		"webhook would do with it (would-convert, would-leave-unchanged and why, needs-remote-resolution), what",
+		"each task would pull and push, the PVC storage it requests, the PVCs finished runs still hold, and a",
+		"summary. It resolves as the webhook does; from a cluster it creates (and deletes) ResolutionRequests",
+		"unless --no-remote, and writes nothing else. Pass the webhook's --registry, --results-budget ... flags",
+		"when they differ from the defaults. Exit 0 reported, 1 cannot read the input, 2 usage.",
+	)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -619,4 +618,14 @@ func verdictCounts(m map[string]int) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// usage is a subcommand's fs.Usage: its lines, then its flags.
+func usage(fs *flag.FlagSet, w io.Writer, lines ...string) func() {
+	return func() {
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
+		fs.PrintDefaults()
+	}
 }
