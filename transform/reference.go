@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"oras.land/oras-go/v2/registry"
 )
@@ -80,14 +82,35 @@ func checkReferences(namespace string, plans []*taskPlan, opts Options) error {
 	return nil
 }
 
-// validReference parses ref as the steps will and checks its tag.
+// validReference parses ref as the steps will and checks its tag. The
+// answers for valid references are remembered (oras parses with regular
+// expressions, once per task and workspace of every admission), up to
+// maxValidReferences of them.
 func validReference(ref string) error {
+	if _, ok := validReferences.Load(ref); ok {
+		return nil
+	}
 	r, err := registry.ParseReference(ref)
 	if err != nil {
 		return err
 	}
-	return r.ValidateReferenceAsTag()
+	if err := r.ValidateReferenceAsTag(); err != nil {
+		return err
+	}
+	if validReferenceCount.Load() < maxValidReferences {
+		if _, loaded := validReferences.LoadOrStore(ref, struct{}{}); !loaded {
+			validReferenceCount.Add(1)
+		}
+	}
+	return nil
 }
+
+const maxValidReferences = 4096
+
+var (
+	validReferences     sync.Map // string -> struct{}
+	validReferenceCount atomic.Int64
+)
 
 // workspacesOf lists the converted workspaces that plans bind, sorted.
 func workspacesOf(plans []*taskPlan) []string {

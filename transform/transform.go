@@ -36,22 +36,30 @@ func PipelineRun(run *v1.PipelineRun, resolved Resolved, opts Options) (*v1.Pipe
 	if err := opts.Validate(); err != nil {
 		return nil, Report{}, err
 	}
-	out := run.DeepCopy()
-
 	if _, done := run.Annotations[AnnotationConverted]; done {
-		return out, Report{Outcome: AlreadyConverted, Workspaces: splitList(run.Annotations[AnnotationConverted])}, nil
+		return run.DeepCopy(), Report{Outcome: AlreadyConverted, Workspaces: splitList(run.Annotations[AnnotationConverted])}, nil
 	}
 	converted := convertedWorkspaces(run)
 	if len(converted) == 0 {
 		if hasInjectedSteps(run.Spec.PipelineSpec) {
 			// Our own output without its marker (someone removed the
 			// annotations): still ours, still nothing to do.
-			return out, Report{Outcome: AlreadyConverted}, nil
+			return run.DeepCopy(), Report{Outcome: AlreadyConverted}, nil
 		}
-		return out, Report{Outcome: NothingToConvert}, nil
+		return run.DeepCopy(), Report{Outcome: NothingToConvert}, nil
 	}
 
+	// convert copies the embedded pipelineSpec it rewrites, so out does
+	// not copy it a first time: until convert replaces it, out points at
+	// run's, read only, and gets a copy of its own if convert keeps it.
+	shallow := *run
+	shallow.Spec.PipelineSpec = nil
+	out := shallow.DeepCopy()
+	out.Spec.PipelineSpec = run.Spec.PipelineSpec
 	report, err := convert(out, converted, resolved, opts)
+	if err == nil && out.Spec.PipelineSpec != nil && out.Spec.PipelineSpec == run.Spec.PipelineSpec {
+		out.Spec.PipelineSpec = run.Spec.PipelineSpec.DeepCopy()
+	}
 	var u *unconvertible
 	if errors.As(err, &u) {
 		return run.DeepCopy(), Report{Outcome: Unchanged, Reason: u.reason, Message: u.msg}, nil
