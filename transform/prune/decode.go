@@ -15,9 +15,15 @@ import (
 // that string or for the whole input, so the result and the error are
 // always encoding/json's. FuzzDecode compares both.
 func Decode(data []byte) (any, error) {
-	p := parser{data: data}
+	return decode(data, false)
+}
+
+// decode is Decode, and with restore what restoreProperties does to its
+// result, done while decoding.
+func decode(data []byte, restore bool) (any, error) {
+	p := parser{data: data, restore: restore}
 	p.ws()
-	v, ok := p.value(0)
+	v, ok := p.value("", 0)
 	if ok {
 		p.ws()
 		if p.i == len(p.data) {
@@ -28,6 +34,9 @@ func Decode(data []byte) (any, error) {
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, err
 	}
+	if restore {
+		restoreProperties("", out)
+	}
 	return out, nil
 }
 
@@ -35,8 +44,9 @@ func Decode(data []byte) (any, error) {
 const maxDepth = 10000
 
 type parser struct {
-	data []byte
-	i    int
+	data    []byte
+	i       int
+	restore bool
 }
 
 func (p *parser) ws() {
@@ -50,9 +60,10 @@ func (p *parser) ws() {
 	}
 }
 
-// value reads one value at p.i (no leading whitespace); ok false means
-// "let encoding/json decide".
-func (p *parser) value(depth int) (any, bool) {
+// value reads one value at p.i (no leading whitespace), found under key
+// (the list's key for an element); ok false means "let encoding/json
+// decide".
+func (p *parser) value(key string, depth int) (any, bool) {
 	if p.i >= len(p.data) {
 		return nil, false
 	}
@@ -66,7 +77,8 @@ func (p *parser) value(depth int) (any, bool) {
 		p.ws()
 		if p.i < len(p.data) && p.data[p.i] == '}' {
 			p.i++
-			return m, true
+			return m, true // an empty object is no object param
+
 		}
 		for {
 			if p.i >= len(p.data) || p.data[p.i] != '"' {
@@ -82,7 +94,7 @@ func (p *parser) value(depth int) (any, bool) {
 			}
 			p.i++
 			p.ws()
-			v, ok := p.value(depth + 1)
+			v, ok := p.value(k, depth+1)
 			if !ok {
 				return nil, false
 			}
@@ -97,6 +109,9 @@ func (p *parser) value(depth int) (any, bool) {
 				p.ws()
 			case '}':
 				p.i++
+				if p.restore && key == "params" && m["type"] == "object" && m["properties"] == nil {
+					m["properties"] = map[string]any{}
+				}
 				return m, true
 			default:
 				return nil, false
@@ -114,7 +129,7 @@ func (p *parser) value(depth int) (any, bool) {
 			return l, true
 		}
 		for {
-			v, ok := p.value(depth + 1)
+			v, ok := p.value(key, depth+1)
 			if !ok {
 				return nil, false
 			}

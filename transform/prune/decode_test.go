@@ -34,7 +34,7 @@ func sameAsJSON(t *testing.T, data []byte) {
 	// what the fast path alone makes of it must be encoding/json's too
 	p := parser{data: data}
 	p.ws()
-	if v, ok := p.value(0); ok {
+	if v, ok := p.value("", 0); ok {
 		p.ws()
 		if p.i == len(data) && !reflect.DeepEqual(v, want) {
 			t.Fatalf("%q: fast path %#v, encoding/json's %#v", data, v, want)
@@ -42,7 +42,29 @@ func sameAsJSON(t *testing.T, data []byte) {
 	}
 }
 
+// sameRestored fails unless decoding with restore is encoding/json's
+// result after restoreProperties.
+func sameRestored(t *testing.T, data []byte) {
+	t.Helper()
+	var want any
+	if json.Unmarshal(data, &want) != nil {
+		return
+	}
+	restoreProperties("", want)
+	got, err := decode(data, true)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: restored %#v (%v), want %#v", data, got, err, want)
+	}
+}
+
 func TestDecode(t *testing.T) {
+	for _, s := range []string{
+		`{"params":[{"name":"o","type":"object"},{"type":"object","properties":null},{"type":"string"},{}]}`,
+		`{"spec":{"params":[{"type":"object","properties":{"k":{}}}],"x":{"params":{"type":"object"}}}}`,
+		`{"params":{"type":"object","p":[{"params":[{"type":"object"}]}]}}`, `{"params":[{"type":"object","n":"\u00e9"}]}`,
+	} {
+		sameRestored(t, []byte(s))
+	}
 	for _, s := range decodeSamples {
 		sameAsJSON(t, []byte(s))
 	}
@@ -52,5 +74,6 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range decodeSamples {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) { sameAsJSON(t, data) })
+	f.Add([]byte(`{"params":[{"name":"o","type":"object"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) { sameAsJSON(t, data); sameRestored(t, data) })
 }

@@ -21,11 +21,10 @@ func Generic(obj any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %T: %w", obj, err)
 	}
-	out, err := Decode(data)
+	out, err := decode(data, true) // with restoreProperties
 	if err != nil {
 		return nil, fmt.Errorf("decoding %T: %w", obj, err)
 	}
-	restoreProperties("", out)
 	return out, nil
 }
 
