@@ -17,6 +17,7 @@ import (
 	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/resolve"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/selfcert"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/server"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -49,6 +50,8 @@ type serveFlags struct {
 
 	labelKey                   string
 	resolutionTimeout          time.Duration
+	resolutionPickupTimeout    time.Duration
+	resolversNamespace         string
 	strict                     bool
 	mode                       choice
 	ignoreVerificationPolicies bool
@@ -77,6 +80,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	f.tokenService, f.tokenOptions = tokenServiceFlags(fs)
 	fs.StringVar(&f.labelKey, "label-key", transform.EnabledLabel, `label that opts a run or namespace in ("true"; "audit" audits it, see --mode; "false" on a run opts out)`)
 	fs.DurationVar(&f.resolutionTimeout, "resolution-timeout", 8*time.Second, "deadline for resolving a run's references; the webhook timeout is this plus "+registration.TimeoutMargin.String())
+	fs.DurationVar(&f.resolutionPickupTimeout, "resolution-pickup-timeout", resolve.DefaultPickupTimeout, "a ResolutionRequest that no controller marks within this is abandoned (nobody runs its resolver) instead of holding the admission until --resolution-timeout")
+	fs.StringVar(&f.resolversNamespace, "resolvers-namespace", resolve.DefaultResolversNamespace, "namespace of Tekton's resolvers and their ConfigMap resolvers-feature-flags: a reference to a resolver that it turns off is refused at once")
 	f.mode = choice{value: string(webhook.ModeConvert), allowed: []string{string(webhook.ModeConvert), string(webhook.ModeAudit)}}
 	fs.Var(&f.mode, "mode", "convert: convert opted-in runs; audit: evaluate every opted-in run as convert would and admit it unchanged but for annotations recording the would-be outcome (oci-transport.tekton.dev/audit*), with a warning. A run or namespace labelled \"audit\" is audited in either mode (docs/migration.md)")
 	fs.BoolVar(&f.strict, "strict", false, "deny a run that opted in but cannot be converted, instead of admitting it unchanged with a warning")
@@ -134,6 +139,12 @@ func (f *serveFlags) validate() error {
 	}
 	if f.resolutionTimeout <= 0 || f.resolutionTimeout > registration.MaxResolutionTimeout {
 		errs = append(errs, fmt.Errorf("--resolution-timeout must be in (0, %s]", registration.MaxResolutionTimeout))
+	}
+	if f.resolutionPickupTimeout <= 0 || f.resolutionPickupTimeout > f.resolutionTimeout {
+		errs = append(errs, errors.New("--resolution-pickup-timeout must be more than 0 and at most --resolution-timeout"))
+	}
+	if f.resolversNamespace == "" {
+		errs = append(errs, errors.New("--resolvers-namespace must not be empty"))
 	}
 	switch f.tlsMode {
 	case "cert-dir":
@@ -198,6 +209,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		MetricsAddr: f.metricsAddr, HealthAddr: f.healthAddr,
 		LabelKey: f.labelKey, Strict: f.strict, Mode: webhook.Mode(f.mode.value), Options: opts,
 		ResolutionTimeout:          f.resolutionTimeout,
+		ResolutionPickupTimeout:    f.resolutionPickupTimeout,
+		ResolversNamespace:         f.resolversNamespace,
 		IgnoreVerificationPolicies: f.ignoreVerificationPolicies,
 		Log:                        log,
 	}

@@ -41,6 +41,9 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{"--tls-mode=magic"},
 		{"--tls-mode=self-managed", "--namespace="},
 		{"--resolution-timeout=45s"},
+		{"--resolution-pickup-timeout=0s"},
+		{"--resolution-timeout=2s", "--resolution-pickup-timeout=3s"}, // picked up after the deadline: never
+		{"--resolvers-namespace="},
 		{"--failure-policy=Sometimes"},
 		{"--registry="},
 		{"--registry=http://zot:5000"}, // a scheme: every admission would fail open

@@ -58,6 +58,7 @@ func TestSchemaRejects(t *testing.T) {
 		"unknown nested key":                {[]string{"--set", "zot.retention.repoNames[0]=x"}, "repoNames"},
 		"bad enum":                          {[]string{"--set", "webhook.failurePolicy=Sometimes"}, "failurePolicy"},
 		"timeout over the limit":            {[]string{"--set", "webhook.resolutionTimeoutSeconds=29"}, "resolutionTimeoutSeconds"},
+		"pickup after the deadline":         {[]string{"--set", "webhook.resolutionPickupTimeoutSeconds=9"}, "resolutionPickupTimeoutSeconds must be at most"},
 		"bad duration":                      {[]string{"--set", "zot.readTimeout=30 minutes"}, "readTimeout"},
 		"no registry":                       {[]string{"--set", "zot.enabled=false"}, "registry.address is required"},
 		"auth without htpasswd":             {[]string{"--set", "registry.auth.mode=htpasswd", "--set", "registry.auth.dockerConfigSecret=d"}, "htpasswdSecret is required"},

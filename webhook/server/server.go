@@ -57,6 +57,10 @@ type Config struct {
 	Mode              webhook.Mode
 	Options           transform.Options
 	ResolutionTimeout time.Duration
+	// ResolutionPickupTimeout and ResolversNamespace: resolve.Resolver's
+	// PickupTimeout and ResolversNamespace (zero: their defaults).
+	ResolutionPickupTimeout time.Duration
+	ResolversNamespace      string
 	// IgnoreVerificationPolicies converts runs in namespaces with a
 	// VerificationPolicy too, bypassing Tekton's verification of what is
 	// inlined (for clusters without the VerificationPolicy CRD). By default
@@ -143,6 +147,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Client:  mgr.GetClient(),
 		Live:    mgr.GetAPIReader(),
 		Timeout: cfg.ResolutionTimeout,
+
+		PickupTimeout:      cfg.ResolutionPickupTimeout,
+		ResolversNamespace: cfg.ResolversNamespace,
 		Observe: func(resolver string, took time.Duration, err error) {
 			webhook.ObserveResolution(resolver, took.Seconds(), err)
 		},

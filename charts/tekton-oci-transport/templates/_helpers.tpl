@@ -153,6 +153,9 @@ runs in the webhook pod; the registry trusts the bundle in its Secret.
 
 {{/* Checks that values fit together; the schema checks each value alone. */}}
 {{- define "tot.validate" -}}
+{{- if gt (int .Values.webhook.resolutionPickupTimeoutSeconds) (int .Values.webhook.resolutionTimeoutSeconds) }}
+{{- fail "webhook.resolutionPickupTimeoutSeconds must be at most webhook.resolutionTimeoutSeconds" }}
+{{- end }}
 {{- if and (include "tot.htpasswdMode" .) .Values.zot.enabled (not .Values.registry.auth.htpasswdSecret) }}
 {{- fail "registry.auth.htpasswdSecret is required when registry.auth.mode is htpasswd and zot.enabled" }}
 {{- end }}
