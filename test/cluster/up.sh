@@ -49,6 +49,7 @@ SCHEDULER=$(tool kube-scheduler)/kube-scheduler
 KCM=$(tool kube-controller-manager)/kube-controller-manager
 KUBE_PROXY=$(tool kube-proxy)/kube-proxy
 TEKTON_BIN=$(tool tekton)
+TEKTON_RESOLVERS_BIN=$(tool tekton-resolvers)
 COREDNS=$(tool coredns)/coredns
 HELM=$(tool helm)/helm
 # zot, the registry the chart installs: not on the module proxy, so
@@ -139,6 +140,14 @@ for c in controller webhook entrypoint nop workingdirinit sidecarlogresults; do
   cp /etc/ssl/certs/ca-certificates.crt "$t/etc/ssl/certs/" 2>/dev/null || true
   img "$IMGS/tekton-$c-$TEKTON_VERSION-nonroot.tar" "$t" -user 65532 -tag "local.test/tekton/$c:$TEKTON_VERSION" -- "/ko-app/$c"
 done
+# Tekton's remote resolvers (cmd/resolvers), the same ko-app layout and user;
+# the import loop below takes it with the other tekton-*.tar.
+if [ ! -f "$IMGS/tekton-resolvers-$TEKTON_VERSION-nonroot.tar" ]; then
+  t=$r/tekton-resolvers; mkdir -p "$t"/{ko-app,tmp,etc/ssl/certs,var/run/ko}; chmod 1777 "$t/tmp"
+  cp "$TEKTON_RESOLVERS_BIN/tekton-resolvers" "$t/ko-app/resolvers"
+  cp /etc/ssl/certs/ca-certificates.crt "$t/etc/ssl/certs/" 2>/dev/null || true
+  img "$IMGS/tekton-resolvers-$TEKTON_VERSION-nonroot.tar" "$t" -user 65532 -tag "local.test/tekton/resolvers:$TEKTON_VERSION" -- /ko-app/resolvers
+fi
 cdver=$(basename "$(dirname "$COREDNS")")
 if [ ! -f "$IMGS/$cdver.tar" ]; then
   mkdir -p "$r/coredns"; cp "$COREDNS" "$r/coredns/coredns"
@@ -415,6 +424,28 @@ ts "CoreDNS ready"
 kc -n tekton-pipelines rollout status deploy/tekton-pipelines-controller --timeout=180s >/dev/null
 kc -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
 ts "Tekton $TEKTON_VERSION ready"
+
+# ---- Tekton's remote resolvers (git, hub, bundles, cluster, http) from the
+# module's config/resolvers/, as the release's resolvers.yaml installs them:
+# the local image, run as the binary itself (the release image starts it
+# under /sbin/tini, which this image does not have). The cluster resolver may
+# read any namespace but the platform's own (the module's default allows
+# all). The bundles resolver pulls with the credentials of the
+# ServiceAccount its `serviceAccount` param names (k8schain: its
+# imagePullSecrets) and speaks plain HTTP only to a registry named by a
+# private (RFC 1918) IP or a localhost name (go-containerregistry's rule; it
+# has no insecure-registry setting): a bundle on zot is named by the zot
+# Service's cluster IP, e.g. 10.96.x.y:5000/... (test/equivalence/bundles.go).
+{
+  for f in "$TEKTON_CONFIG"/resolvers/*.yaml; do cat "$f"; printf '\n---\n'; done
+} | sed -E \
+  -e "s#ko://github.com/tektoncd/pipeline/cmd/([a-z]+)#local.test/tekton/\1:$TEKTON_VERSION#g" \
+  -e '/^        - \/sbin\/tini$/,/^        - --$/d' \
+  -e 's#^(  blocked-namespaces): ""#\1: "kube-system,tekton-pipelines,tekton-pipelines-resolvers,tekton-oci-transport"#' > "$D/tekton-resolvers.yaml"
+grep -q '/ko-app/resolvers' "$D/tekton-resolvers.yaml" && ! grep -q tini "$D/tekton-resolvers.yaml" || { echo "up.sh: cannot rewrite the resolvers' command" >&2; exit 1; }
+kc apply --server-side -f "$D/tekton-resolvers.yaml" >/dev/null
+kc -n tekton-pipelines-resolvers rollout status deploy/tekton-pipelines-remote-resolvers --timeout=180s >/dev/null
+ts "Tekton's resolvers ready"
 
 if [ "${WITH_CHART:-1}" = 1 ]; then
   # The chart as shipped (zot included, on its default emptyDir, with its
