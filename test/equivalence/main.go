@@ -198,6 +198,8 @@ type kase struct {
 	// taskMeta: per pipeline task with a taskRef to a supplied Task, what
 	// its TaskRuns and pods must carry of the Task's metadata (metadata.go)
 	taskMeta map[string]objectMeta
+	// remote: the case's bundles and objects of other namespaces (bundles.go)
+	remote *remoteSources
 }
 
 // ---- kubectl
@@ -693,6 +695,7 @@ func (c *kase) run(paths []string) (int, error) {
 	if !c.keep {
 		defer func() { _, _ = kc(nil, "delete", "namespace", c.ns, "--wait=false") }()
 		defer c.dropLocalVolumes()
+		defer c.dropRemote()
 	}
 	for _, k := range []string{"labels", "annotations"} {
 		kv, _ := nsMeta[k].(obj)
@@ -706,6 +709,11 @@ func (c *kase) run(paths []string) (int, error) {
 		if _, err := kc(nil, args...); err != nil {
 			return 0, err
 		}
+	}
+	// Tasks for Tekton's resolvers: bundles pushed, other namespaces' objects
+	// created there (bundles.go)
+	if others, err = c.placeRemote(run, others); err != nil {
+		return 0, err
 	}
 	for _, o := range others {
 		m(o, "metadata")["namespace"] = c.ns
@@ -811,6 +819,7 @@ func (c *kase) run(paths []string) (int, error) {
 	if err != nil {
 		return diffs, err
 	}
+	diffs += c.checkSources(pspec, results["oci"])
 	if c.retention != nil {
 		for _, l := range c.retention.problems(results["oci"], converted) {
 			diffs++
