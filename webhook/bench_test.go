@@ -58,10 +58,79 @@ func benchRequest(b *testing.B) admission.Request {
 	}}
 }
 
+// releaseRequest is the admission request make bench-webhook sends
+// (test/e2e/load_test.go, reviewBody): a release-like DAG of 12 tasks and a
+// finally task, each with a param, a subPath binding and two steps.
+func releaseRequest(b *testing.B) admission.Request {
+	dag := []struct {
+		name  string
+		after []string
+	}{
+		{"clone", nil},
+		{"lint", []string{"clone"}}, {"unit-test", []string{"clone"}}, {"build-linux", []string{"clone"}},
+		{"build-darwin", []string{"clone"}}, {"build-windows", []string{"clone"}},
+		{"e2e-test", []string{"build-linux"}}, {"sbom", []string{"build-linux", "build-darwin", "build-windows"}},
+		{"sign", []string{"sbom"}}, {"publish", []string{"sign", "e2e-test", "unit-test", "lint"}},
+		{"release-notes", []string{"publish"}}, {"announce", []string{"release-notes"}},
+	}
+	task := func(name string, after []string) v1.PipelineTask {
+		return v1.PipelineTask{
+			Name:       name,
+			RunAfter:   after,
+			Params:     v1.Params{{Name: "revision", Value: *v1.NewStructuredValues("$(params.revision)")}},
+			Workspaces: []v1.WorkspacePipelineTaskBinding{{Name: "source", Workspace: "workarea", SubPath: "src"}},
+			TaskSpec: &v1.EmbeddedTask{TaskSpec: v1.TaskSpec{
+				Params:     v1.ParamSpecs{{Name: "revision", Type: v1.ParamTypeString}},
+				Workspaces: []v1.WorkspaceDeclaration{{Name: "source"}},
+				Steps: []v1.Step{
+					{Name: "run", Image: "golang:1.26", Script: fmt.Sprintf("cd $(workspaces.source.path)\nmake %s REVISION=$(params.revision)\n", name)},
+					{Name: "check", Image: "busybox", Script: "ls -la $(workspaces.source.path)"},
+				},
+			}},
+		}
+	}
+	var tasks []v1.PipelineTask
+	for _, n := range dag {
+		tasks = append(tasks, task(n.name, n.after))
+	}
+	run := &v1.PipelineRun{
+		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "PipelineRun"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "release-", Namespace: "ns",
+			Labels: map[string]string{transform.EnabledLabel: "true"}},
+		Spec: v1.PipelineRunSpec{
+			Params: v1.Params{{Name: "revision", Value: *v1.NewStructuredValues("v1.2.3")}},
+			PipelineSpec: &v1.PipelineSpec{
+				Params:     v1.ParamSpecs{{Name: "revision", Type: v1.ParamTypeString}},
+				Workspaces: []v1.PipelineWorkspaceDeclaration{{Name: "workarea"}},
+				Tasks:      tasks,
+				Finally:    []v1.PipelineTask{task("cleanup", nil)},
+			},
+			Workspaces: []v1.WorkspaceBinding{{Name: "workarea", VolumeClaimTemplate: &corev1.PersistentVolumeClaim{
+				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
+			}}},
+		},
+	}
+	raw, err := json.Marshal(run)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "bench",
+		Kind:      metav1.GroupVersionKind{Group: "tekton.dev", Version: "v1", Kind: "PipelineRun"},
+		Resource:  metav1.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"},
+		Namespace: "ns", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+	}}
+}
+
 // BenchmarkHandle is the handler's own cost for an inline 13-task run
 // (decode, transform, patch), without TLS or the network.
-func BenchmarkHandle(b *testing.B) {
-	req := benchRequest(b)
+func BenchmarkHandle(b *testing.B) { benchHandle(b, benchRequest(b)) }
+
+// BenchmarkHandleRelease is BenchmarkHandle for the run make bench-webhook
+// sends.
+func BenchmarkHandleRelease(b *testing.B) { benchHandle(b, releaseRequest(b)) }
+
+func benchHandle(b *testing.B, req admission.Request) {
 	h := &webhook.Handler{Options: testOptions, Log: logr.Discard()}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -74,8 +143,13 @@ func BenchmarkHandle(b *testing.B) {
 // BenchmarkServeHTTP is what the webhook server does per admission of the
 // same run, but TLS: controller-runtime decodes the AdmissionReview, the
 // handler answers, the response (the patch, base64) is encoded.
-func BenchmarkServeHTTP(b *testing.B) {
-	req := benchRequest(b)
+func BenchmarkServeHTTP(b *testing.B) { benchServeHTTP(b, benchRequest(b)) }
+
+// BenchmarkServeHTTPRelease is BenchmarkServeHTTP for the run make
+// bench-webhook sends.
+func BenchmarkServeHTTPRelease(b *testing.B) { benchServeHTTP(b, releaseRequest(b)) }
+
+func benchServeHTTP(b *testing.B, req admission.Request) {
 	body, err := json.Marshal(admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request:  &req.AdmissionRequest,
