@@ -320,8 +320,13 @@ func stepSecurity(spec *v1.TaskSpec) (first, last *corev1.SecurityContext) {
 // rootStepSecurity is the effective securityContext (the stepTemplate merged
 // in, by Tekton's own merge) of the first step that runs as root, or nil.
 func rootStepSecurity(spec *v1.TaskSpec) *corev1.SecurityContext {
+	steps := spec.Steps
+	if spec.StepTemplate == nil {
+		// Tekton's merge returns the steps as they are: no copies needed.
+		return rootSecurity(steps)
+	}
 	// Tekton's merge writes into the steps it is given: merge copies.
-	steps := make([]v1.Step, len(spec.Steps))
+	steps = make([]v1.Step, len(spec.Steps))
 	for i := range spec.Steps {
 		steps[i] = *spec.Steps[i].DeepCopy()
 	}
@@ -329,8 +334,14 @@ func rootStepSecurity(spec *v1.TaskSpec) *corev1.SecurityContext {
 	if err != nil {
 		steps = spec.Steps // Tekton fails such a run itself: judge the steps as written
 	}
-	for _, s := range steps {
-		if sc := s.SecurityContext; sc != nil && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+	return rootSecurity(steps)
+}
+
+// rootSecurity is a copy of the securityContext of the first of steps that
+// runs as root, or nil.
+func rootSecurity(steps []v1.Step) *corev1.SecurityContext {
+	for i := range steps {
+		if sc := steps[i].SecurityContext; sc != nil && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
 			return sc.DeepCopy()
 		}
 	}

@@ -1,7 +1,6 @@
 package rawpatch
 
 import (
-	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -25,12 +24,25 @@ func diff(path string, from, to any, ops []jsonpatch.Operation) []jsonpatch.Oper
 		if !ok {
 			break
 		}
-		for _, k := range slices.Sorted(maps.Keys(f)) {
+		// Only keys removed, added or not the very same value can make an
+		// operation: only those are sorted (for a stable order of ops).
+		var removed, changed []string
+		for k := range f {
 			if _, kept := t[k]; !kept {
-				ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+escape(k), nil))
+				removed = append(removed, k)
 			}
 		}
-		for _, k := range slices.Sorted(maps.Keys(t)) {
+		for k, tv := range t {
+			if fv, had := f[k]; !had || !same(fv, tv) {
+				changed = append(changed, k)
+			}
+		}
+		slices.Sort(removed)
+		slices.Sort(changed)
+		for _, k := range removed {
+			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+escape(k), nil))
+		}
+		for _, k := range changed {
 			fv, had := f[k]
 			if !had {
 				ops = append(ops, jsonpatch.NewOperation("add", path+"/"+escape(k), t[k]))
