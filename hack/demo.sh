@@ -102,7 +102,17 @@ repo=tekton-oci-transport/release/$uid/workarea
 echo "tags of $repo: $(KUBECTL=$KUBECTL REGISTRY_NS=$REGISTRY_NS REGISTRY_SERVICE=$REGISTRY_SERVICE REGISTRY_PORT=$REGISTRY_PORT \
   go run ./test/equivalence -tags "$repo")"
 
-say "9. PVCs in namespace release (a PVC run would have one per run)"
+say "9. Tenant isolation: a pod in another namespace runs the same pull and push against this run's artifacts"
+# The run's own injected steps (image, command, arguments as the webhook
+# wrote them), in a pod of namespace release-intruder with that namespace's
+# ServiceAccount token: the token service grants it nothing on release's
+# repositories, so both must be refused; the same pull in namespace release
+# is the control (test/equivalence/intruder.go, fault case cross-namespace).
+KUBECTL=$KUBECTL REGISTRY_NS=$REGISTRY_NS REGISTRY_SERVICE=$REGISTRY_SERVICE REGISTRY_PORT=$REGISTRY_PORT \
+  go run ./test/equivalence -probe-other-namespace "release/${run#*/}" | cut -c1-260 ||
+  { echo "demo FAILED: another namespace was not refused"; exit 1; }
+
+say "10. PVCs in namespace release (a PVC run would have one per run)"
 n=$(kc -n release get pvc --no-headers 2>/dev/null | wc -l)
 kc -n release get pvc 2>&1 | head -5
 echo "PVCs: $n"

@@ -12,9 +12,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 )
 
 // injectedStep is an injected step of the converted run, as the webhook wrote it.
@@ -194,4 +197,41 @@ func (c *kase) crossNamespaceProblems(oci *runResult, repo, component string, be
 		problems = append(problems, fmt.Sprintf("the run's tags changed after the other namespace's attempts: [%s] -> [%s]", strings.Join(before, " "), strings.Join(after, " ")))
 	}
 	return problems
+}
+
+// probeRun runs the cross-namespace probe against a converted run that
+// exists (NAMESPACE/NAME), for the demo: 0 refused, 1 not, 2 an error.
+func probeRun(ref string) int {
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok {
+		fmt.Fprintln(os.Stderr, "-probe-other-namespace wants NAMESPACE/NAME, not", ref)
+		return 2
+	}
+	var run obj
+	if err := kcJSON(&run, "-n", ns, "get", "pipelinerun", name); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ws, _, _ := strings.Cut(s(m(run, "metadata", "annotations"), convertedAnno), ",")
+	if ws == "" {
+		fmt.Fprintf(os.Stderr, "%s was not converted (no %s annotation)\n", ref, convertedAnno)
+		return 2
+	}
+	component := transform.RepositoryComponent(ws)
+	repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, ns, s(m(run, "metadata"), "uid"), component)
+	before, err := repoTags(repo)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	c := &kase{name: name, ns: ns}
+	problems := c.crossNamespaceProblems(&runResult{obj: run}, repo, component, before)
+	for _, p := range problems {
+		fmt.Println("  PROBLEM", p)
+	}
+	if len(problems) > 0 {
+		return 1
+	}
+	fmt.Printf("  tags of %s unchanged: [%s]\n", repo, strings.Join(before, " "))
+	return 0
 }

@@ -112,8 +112,13 @@ func main() {
 	flag.BoolVar(&keep, "keep", false, "keep the case's namespace")
 	flag.BoolVar(&verbose, "v", false, "print the injected steps' log lines")
 	flag.StringVar(&fault, "fault", "", "during the converted run: registry-restart:TASK (delete the registry pod when TASK's steps start; the steps must retry and the run succeed) or webhook-down (webhook scaled to zero: the labelled run must run unchanged on its PVC) or registry-data-lost:TASK (zot's pod, on its emptyDir, deleted once TASK succeeded: the consumer's pull must fail with exit 4, and a new run afterwards succeed) or retention (zot with short GC and retention intervals: an ended run's tags and blobs go, a run in flight keeps its own) or registry-full:TASK (zot's volume has no room for TASK's push: it must fail naming the registry's answer, the run fail, and the finally tasks pull what was there, whole) or cross-namespace (after the run, a pod in another namespace runs the injected pull and push against the run's repository with its own ServiceAccount token: both must be refused, the same pull in the run's namespace succeed, the tags stay) or registry-evicted:TASK (TASK's push takes zot's emptyDir over its sizeLimit: the kubelet evicts zot, and the consumer's pull must fail with exit 4)")
+	var probe string
+	flag.StringVar(&probe, "probe-other-namespace", "", "only run the cross-namespace probe against the converted PipelineRun NAMESPACE/NAME (its first converted workspace; intruder.go), print what happened, and exit 1 if another namespace was not refused (the demo uses it)")
 	flag.StringVar(&listTags, "tags", "", "only print the tags of repository REPO (<prefix>/<namespace>/...), read as that namespace's runs may (registry.go), and exit")
 	flag.Parse()
+	if probe != "" {
+		os.Exit(probeRun(probe))
+	}
 	if listTags != "" {
 		tags, err := repoTags(listTags)
 		if err != nil {
