@@ -109,7 +109,7 @@ say "9. Tenant isolation: a pod in another namespace runs the same pull and push
 # repositories, so both must be refused; the same pull in namespace release
 # is the control (test/equivalence/intruder.go, fault case cross-namespace).
 KUBECTL=$KUBECTL REGISTRY_NS=$REGISTRY_NS REGISTRY_SERVICE=$REGISTRY_SERVICE REGISTRY_PORT=$REGISTRY_PORT \
-  go run ./test/equivalence -probe-other-namespace "release/${run#*/}" | cut -c1-260 ||
+  go run ./test/equivalence -probe-other-namespace "release/${run#*/}" | cut -c1-300 ||
   { echo "demo FAILED: another namespace was not refused"; exit 1; }
 
 say "10. PVCs in namespace release (a PVC run would have one per run)"

@@ -181,7 +181,7 @@ func (c *kase) crossNamespaceProblems(oci *runResult, repo, component string, be
 	}
 	for _, cname := range []string{"pull", "push"} {
 		r := intruder[cname]
-		fmt.Printf("  cross-namespace: a pod in namespace %s (its own ServiceAccount token) tries to %s %s: exit %d: %s\n", other, cname, repo, r.exit, lastLine(r.log))
+		fmt.Printf("  cross-namespace: a pod in namespace %s (its own ServiceAccount token) tries to %s the run's repository: exit %d: %s\n", other, cname, r.exit, refusal(lastLine(r.log)))
 		switch {
 		case r.exit == 0:
 			problems = append(problems, fmt.Sprintf("a pod in namespace %s could %s the run's repository %s", other, cname, repo))
@@ -234,4 +234,19 @@ func probeRun(ref string) int {
 	}
 	fmt.Printf("  tags of %s unchanged: [%s]\n", repo, strings.Join(before, " "))
 	return 0
+}
+
+// refusal shortens a step's error line to the refusal it names (the
+// registry's or the token service's), for a line a reader can take in.
+func refusal(line string) string {
+	for _, key := range []string{"the registry refused access", "denied"} {
+		if i := strings.Index(line, key); i >= 0 {
+			line = line[i:]
+			if len(line) > 160 {
+				line = line[:160] + "..."
+			}
+			return line
+		}
+	}
+	return line
 }
