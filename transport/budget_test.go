@@ -22,7 +22,7 @@ func TestPlanPushMemory(t *testing.T) {
 		{"too small for anything: one of each", 8 << 20, 0, 4, 8, pushMemory{concurrency: 1, workers: 1, blocks: 2, chunk: 1 << 20}},
 		{"--concurrency 1", 0, 0, 1, 2, pushMemory{concurrency: 1, workers: 2, blocks: 5, chunk: 2 << 20}},
 		{"20 000 changed paths: nothing given up", 0, 20000, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 8, chunk: 2 << 20}},
-		{"200 000 changed paths take 43 MiB of the budget", 0, 200000, 4, 2, pushMemory{concurrency: 3, workers: 2, blocks: 5, chunk: 1 << 20}},
+		{"200 000 changed paths take 27 MiB of the budget", 0, 200000, 4, 2, pushMemory{concurrency: 4, workers: 2, blocks: 6, chunk: 1 << 20}},
 		{"more records than budget: one of each", 128 << 20, 1 << 20, 4, 2, pushMemory{concurrency: 1, workers: 1, blocks: 2, chunk: 1 << 20}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -73,7 +73,7 @@ func runReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&f.output, "o", "output format: table or json")
 	fs.BoolVar(&f.noRemote, "no-remote", false, "never create ResolutionRequests (with -f: never read a remote reference from the files); a run that needs one is reported needs-remote-resolution")
 	fs.StringVar(&f.labelKey, "label-key", transform.EnabledLabel, "the webhook's --label-key: the opt-in each run would get is read from it")
-	fs.DurationVar(&f.timeout, "resolution-timeout", 8*time.Second, "deadline for resolving one run's references, as the webhook's --resolution-timeout")
+	fs.DurationVar(&f.timeout, "resolution-timeout", registration.DefaultResolutionTimeout, "deadline for resolving one run's references, as the webhook's --resolution-timeout")
 	fs.IntVar(&f.concurrency, "concurrency", 4, "runs evaluated at once")
 	fs.BoolVar(&f.ignorePolicy, "ignore-verification-policies", false, "as the webhook's flag: do not leave runs unchanged in namespaces with a VerificationPolicy")
 	f.options = transformFlags(fs)

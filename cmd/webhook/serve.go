@@ -79,7 +79,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	f.options = transformFlags(fs)
 	f.tokenService, f.tokenOptions = tokenServiceFlags(fs)
 	fs.StringVar(&f.labelKey, "label-key", transform.EnabledLabel, `label that opts a run or namespace in ("true"; "audit" audits it, see --mode; "false" on a run opts out)`)
-	fs.DurationVar(&f.resolutionTimeout, "resolution-timeout", 8*time.Second, "deadline for resolving a run's references; the webhook timeout is this plus "+registration.TimeoutMargin.String())
+	fs.DurationVar(&f.resolutionTimeout, "resolution-timeout", registration.DefaultResolutionTimeout, "deadline for resolving a run's references; the webhook timeout is this plus "+registration.TimeoutMargin.String())
 	fs.DurationVar(&f.resolutionPickupTimeout, "resolution-pickup-timeout", resolve.DefaultPickupTimeout, "a ResolutionRequest that no controller marks within this is abandoned (nobody runs its resolver) instead of holding the admission until --resolution-timeout")
 	fs.StringVar(&f.resolversNamespace, "resolvers-namespace", resolve.DefaultResolversNamespace, "namespace of Tekton's resolvers and their ConfigMap resolvers-feature-flags: a reference to a resolver that it turns off is refused at once")
 	f.mode = choice{value: string(webhook.ModeConvert), allowed: []string{string(webhook.ModeConvert), string(webhook.ModeAudit)}}

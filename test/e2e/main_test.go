@@ -10,10 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/yaml"
 )
 
 const (
@@ -78,11 +74,6 @@ func run(m *testing.M) int {
 		suite.skip = msg
 		return m.Run()
 	}
-	crds, err := tektonCRDs()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL:", err)
-		return 1
-	}
 	port, err := freePort()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
@@ -95,7 +86,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
 	}
-	crdObjects, err := loadCRDs(crds)
+	crdObjects, err := loadCRDs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
@@ -183,38 +174,18 @@ func run(m *testing.M) int {
 	return code
 }
 
-// tektonCRDs is config/300-crds of the github.com/tektoncd/pipeline module
-// this repository builds against: the CRDs match the Go types.
-func tektonCRDs() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tektoncd/pipeline").Output()
-	if err != nil {
-		return "", fmt.Errorf("locating the tektoncd/pipeline module: %w", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "300-crds")
-	matches, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if len(matches) == 0 {
-		return "", fmt.Errorf("no Tekton CRDs in %s (is the module downloaded? go mod download github.com/tektoncd/pipeline)", dir)
-	}
-	return dir, nil
-}
-
 // futureField is a PipelineRun spec field that the CRD knows and our Go
 // types do not: what a newer Tekton on the cluster looks like to the webhook.
 const futureField = "futureField"
 
-// loadCRDs reads Tekton's CRDs and adds futureField to the PipelineRun schema.
-func loadCRDs(dir string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	var out []*apiextensionsv1.CustomResourceDefinition
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("reading CRD: %w", err)
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.Unmarshal(data, crd); err != nil {
-			return nil, fmt.Errorf("decoding CRD %s: %w", f, err)
-		}
+// loadCRDs reads Tekton's CRDs (testenv.TektonCRDs) and adds futureField
+// to the PipelineRun schema.
+func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	crds, err := testenv.TektonCRDs()
+	if err != nil {
+		return nil, err
+	}
+	for _, crd := range crds {
 		if crd.Name == "pipelineruns.tekton.dev" {
 			for _, v := range crd.Spec.Versions {
 				spec := v.Schema.OpenAPIV3Schema.Properties["spec"]
@@ -222,12 +193,8 @@ func loadCRDs(dir string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 				v.Schema.OpenAPIV3Schema.Properties["spec"] = spec
 			}
 		}
-		out = append(out, crd)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no CRDs in %s", dir)
-	}
-	return out, nil
+	return crds, nil
 }
 
 func freePort() (int, error) {

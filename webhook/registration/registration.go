@@ -70,6 +70,10 @@ func TimeoutSeconds(resolution time.Duration) int32 {
 // API server's webhook timeout.
 const MaxResolutionTimeout = MaxTimeoutSeconds*time.Second - TimeoutMargin
 
+// DefaultResolutionTimeout is the webhook's --resolution-timeout by default
+// (the chart's webhook.resolutionTimeoutSeconds), which report uses too.
+const DefaultResolutionTimeout = 8 * time.Second
+
 // MutatingWebhookConfiguration builds the configuration for v.
 func MutatingWebhookConfiguration(v Values) *admissionregistrationv1.MutatingWebhookConfiguration {
 	name := v.Name
