@@ -231,7 +231,13 @@ state = "$D/containerd/state"
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "$D/cni/bin"
       conf_dir = "$D/cni/conf"
+    # Registry hosts: $D/certs.d/<host:port>/hosts.toml, read at each pull.
+    # Empty here (nothing is pulled); test/install/run.sh adds its plain-HTTP
+    # registry there for the install path's pulls.
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "$D/certs.d"
 EOF
+mkdir -p "$D/certs.d"
 cat > "$D/cni/conf/10-bridge.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "k8s1", "plugins": [
   {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
