@@ -8,6 +8,7 @@
 #   CASES="linear fan-in"  run only these cases; FAULTS=0 skips the fault cases,
 #                          FAULTS="retention ..." runs only these (faults/NAME.yaml;
 #                          registry-evicted only when named)
+#   INSTALL=0              skips the install-path test (test/install/run.sh)
 #   EQ_PARALLEL=2          cases of the corpus run at once (each has its own
 #                          namespace eq-<case>); the negative test and the
 #                          faults run one at a time after it
@@ -218,6 +219,15 @@ if [ "${FAULTS:-1}" != 0 ]; then
     kc delete storageclass eq-zot --ignore-not-found >/dev/null
     for m in $(awk '$5 ~ "^/tmp/hostpath-provisioner/eq-local/eq-zot-" {print $5}' /proc/self/mountinfo); do umount -l "$m"; done
   fi
+fi
+
+# The install path a user follows (README "Install"): make push-images to a
+# registry on the node, the chart upgraded to those digests, a labelled run
+# Succeeded on them, the chart put back (test/install/run.sh). INSTALL=0 skips.
+if [ "${INSTALL:-1}" != 0 ]; then
+  is=$SECONDS
+  if test/install/run.sh > "$D/logs/install.log" 2>&1; then ir=PASS; else ir=FAIL; failed+=(install); cat "$D/logs/install.log"; fi
+  summary+=("$(printf '%-18s %4ds  %s' install $((SECONDS - is)) "$ir: make push-images to a registry on the node, chart from its digests, labelled run Succeeded")")
 fi
 
 echo
