@@ -1,9 +1,7 @@
 package transform_test
 
 import (
-	"bytes"
-	"flag"
-	"os"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/golden"
 	"path/filepath"
 	"testing"
 
@@ -17,8 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden want.yaml and report.yaml files from the current output")
 
 // testOptions are the options every golden case is converted with: the
 // chart's defaults (the steps' resources, a registry token for the token
@@ -85,8 +81,8 @@ func TestGolden(t *testing.T) {
 			got := encode(t, out)
 			gotReport, err := yaml.Marshal(report)
 			require.NoError(t, err)
-			compareGolden(t, filepath.Join(dir, "want.yaml"), got)
-			compareGolden(t, filepath.Join(dir, "report.yaml"), gotReport)
+			golden.Check(t, filepath.Join(dir, "want.yaml"), got, "go test ./transform -update")
+			golden.Check(t, filepath.Join(dir, "report.yaml"), gotReport, "go test ./transform -update")
 
 			t.Run("valid for Tekton", func(t *testing.T) {
 				requireValid(t, dir, out)
@@ -126,17 +122,4 @@ func TestGolden(t *testing.T) {
 func requireValid(t *testing.T, dir string, run *v1.PipelineRun) {
 	t.Helper()
 	require.NoError(t, transformtest.Validate(dir, run))
-}
-
-func compareGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		require.NoError(t, os.WriteFile(path, got, 0o644))
-		return
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "missing golden file; run go test ./transform -update")
-	if !bytes.Equal(want, got) {
-		require.Equal(t, string(want), string(got), "%s differs; run go test ./transform -update and review the diff", path)
-	}
 }

@@ -3,8 +3,7 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/golden"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,8 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 )
-
-var update = flag.Bool("update", false, "rewrite the want.yaml files from what the handler answers")
 
 // testOptions are the options every golden case converts with.
 var testOptions = webhooktest.Options
@@ -59,14 +56,7 @@ func TestGolden(t *testing.T) {
 			}
 			out, err := yaml.Marshal(got)
 			require.NoError(t, err)
-			wantPath := filepath.Join(dir, "want.yaml")
-			if *update {
-				require.NoError(t, os.WriteFile(wantPath, out, 0o644))
-				return
-			}
-			want, err := os.ReadFile(wantPath)
-			require.NoError(t, err, "run with -update to create it")
-			require.Equal(t, string(want), string(out))
+			golden.Check(t, filepath.Join(dir, "want.yaml"), out, "go test ./webhook -update")
 		})
 	}
 }

@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +12,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden outputs of `webhook report` in testdata/report")
 
 func report(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
@@ -42,17 +40,6 @@ func item(t *testing.T, r Report, kind, namespace, name string) ReportItem {
 	return ReportItem{}
 }
 
-func goldenFile(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-		return
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run with -update to create it")
-	require.Equal(t, string(want), got)
-}
-
 const (
 	dump      = "testdata/report/dump.yaml"
 	pipelines = "testdata/report/pipeline.yaml"
@@ -64,10 +51,10 @@ const (
 func TestReportFromFilesGolden(t *testing.T) {
 	code, out, errOut := report(t, "", "-f", dump, "-f", pipelines)
 	require.Equal(t, 0, code, errOut)
-	goldenFile(t, "testdata/report/want.txt", out)
+	golden.Check(t, "testdata/report/want.txt", []byte(out), "go test ./cmd/webhook -update")
 	code, out, errOut = report(t, "", "-f", dump, "-f", pipelines, "-o", "json")
 	require.Equal(t, 0, code, errOut)
-	goldenFile(t, "testdata/report/want.json", out)
+	golden.Check(t, "testdata/report/want.json", []byte(out), "go test ./cmd/webhook -update")
 }
 
 func TestReportFromFiles(t *testing.T) {

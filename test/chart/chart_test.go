@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,10 +39,13 @@ func TestLint(t *testing.T) {
 
 // TestGolden renders every variant (hooks included) and compares it with
 // testdata/golden: a change to the chart shows up as a reviewable diff.
+// chartHint says how to rewrite the chart's golden files.
+const chartHint = "`make manifests` or `go test ./test/chart -update`"
+
 func TestGolden(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			golden(t, filepath.Join("testdata", "golden", v.name+".yaml"), render(t, v))
+			golden.Check(t, filepath.Join("testdata", "golden", v.name+".yaml"), []byte(render(t, v)), chartHint)
 		})
 	}
 }
@@ -533,7 +537,7 @@ func TestValuesDocumented(t *testing.T) {
 // TestDeployManifests: deploy/manifests is the default render (no test hook),
 // with the namespace, for `kubectl apply -f`. `make manifests` rewrites it.
 func TestDeployManifests(t *testing.T) {
-	golden(t, filepath.Join(repoRoot, manifestsFile), manifests(t))
+	golden.Check(t, filepath.Join(repoRoot, manifestsFile), []byte(manifests(t)), chartHint)
 }
 
 // manifests renders deploy/manifests/tekton-oci-transport.yaml.

@@ -31,8 +31,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden renders in testdata/golden and the manifests in deploy/manifests")
-
 const (
 	chartDir = "../../charts/tekton-oci-transport"
 	repoRoot = "../.."
@@ -209,55 +207,4 @@ func into(t testing.TB, o *unstructured.Unstructured, out any) {
 	if err := yaml.UnmarshalStrict(b, out); err != nil {
 		t.Fatalf("%s/%s: %v", o.GetKind(), o.GetName(), err)
 	}
-}
-
-// golden compares got with the file, or rewrites it under -update.
-func golden(t testing.TB, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run `go test ./test/chart -update` to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from a fresh render (run `make manifests` or `go test ./test/chart -update` and review the diff):\n%s", path, diff(string(want), got))
-	}
-}
-
-// diff shows the first differing lines, enough to see what changed.
-func diff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			lo, hi := max(0, i-3), i+4
-			var sb strings.Builder
-			for j := lo; j < hi; j++ {
-				if j < len(w) {
-					fmt.Fprintf(&sb, "-%4d %s\n", j+1, w[j])
-				}
-			}
-			for j := lo; j < hi; j++ {
-				if j < len(g) {
-					fmt.Fprintf(&sb, "+%4d %s\n", j+1, g[j])
-				}
-			}
-			return sb.String()
-		}
-	}
-	return "(no line differs)"
 }
