@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -488,4 +490,121 @@ func (h history) stateAt(i int) tree {
 		s.applyChange(c)
 	}
 	return s
+}
+
+// ---- the pipeline's DAG as the harness reads it from a run
+
+// ptask is what the harness knows of one pipeline task.
+type ptask struct {
+	name     string
+	finally  bool
+	deps     []string
+	bindings []binding
+	matrix   bool
+}
+
+type binding struct {
+	taskWS, pipelineWS, subPath string
+}
+
+var depRE = regexp.MustCompile(`\$\(tasks\.([a-z0-9][a-z0-9-]*)\.`)
+
+func pipelineTasks(spec obj, params map[string]string) []*ptask {
+	var out []*ptask
+	for _, sect := range []string{"tasks", "finally"} {
+		for _, t := range list(spec, sect) {
+			t := t.(obj)
+			pt := &ptask{name: s(t, "name"), finally: sect == "finally", matrix: t["matrix"] != nil}
+			for _, r := range list(t, "runAfter") {
+				pt.deps = append(pt.deps, r.(string))
+			}
+			for _, k := range []string{"params", "when", "matrix"} {
+				b, _ := json.Marshal(t[k])
+				for _, mm := range depRE.FindAllStringSubmatch(string(b), -1) {
+					pt.deps = append(pt.deps, mm[1])
+				}
+			}
+			for _, b := range append(explicitBindings(t), propagatedBindings(t)...) {
+				b.subPath = substitute(b.subPath, params)
+				pt.bindings = append(pt.bindings, b)
+			}
+			out = append(out, pt)
+		}
+	}
+	return out
+}
+
+var paramRE = regexp.MustCompile(`\$\(params\.([A-Za-z0-9_.-]+)\)`)
+
+func substitute(v string, params map[string]string) string {
+	return paramRE.ReplaceAllStringFunc(v, func(x string) string {
+		if p, ok := params[paramRE.FindStringSubmatch(x)[1]]; ok {
+			return p
+		}
+		return x
+	})
+}
+
+// topo orders the non-finally tasks (Kahn, ties by declaration order), then finally.
+func topo(ts []*ptask) []*ptask {
+	done := map[string]bool{}
+	var out []*ptask
+	for len(out) < len(ts) {
+		progress := false
+		for _, t := range ts {
+			if done[t.name] {
+				continue
+			}
+			ready := true
+			for _, d := range t.deps {
+				if !done[d] {
+					ready = false
+				}
+			}
+			if t.finally {
+				for _, u := range ts {
+					if !u.finally && !done[u.name] {
+						ready = false
+					}
+				}
+			}
+			if ready {
+				done[t.name] = true
+				out = append(out, t)
+				progress = true
+				break
+			}
+		}
+		if !progress {
+			break
+		}
+	}
+	return out
+}
+
+func ancestors(t *ptask, all []*ptask) map[string]bool {
+	byName := map[string]*ptask{}
+	for _, u := range all {
+		byName[u.name] = u
+	}
+	anc := map[string]bool{}
+	if t.finally {
+		for _, u := range all {
+			if !u.finally {
+				anc[u.name] = true
+			}
+		}
+		return anc
+	}
+	var walk func(string)
+	walk = func(n string) {
+		for _, d := range byName[n].deps {
+			if !anc[d] {
+				anc[d] = true
+				walk(d)
+			}
+		}
+	}
+	walk(t.name)
+	return anc
 }
