@@ -57,6 +57,25 @@ build_helm() { GOBIN=$1 go install "helm.sh/helm/v3/cmd/helm@$2"; }
 # github.com/pkg/xattr, plain syscalls.
 build_versitygw() { CGO_ENABLED=0 GOBIN=$1 go install -ldflags "-s -w" "github.com/versity/versitygw/cmd/versitygw@$2"; }
 
+# wrapper_module DIR MODULE VERSION PACKAGE...: a module in DIR that requires
+# MODULE@VERSION and imports the PACKAGEs (tools.go), tidied once (its
+# go.sum marks it done). Building MODULE's commands from it keeps MODULE's
+# own go.mod replaces out of the way.
+wrapper_module() {
+  local mod=$1 module=$2 version=$3 p
+  shift 3
+  [ -f "$mod/go.sum" ] && return 0
+  mkdir -p "$mod"
+  (
+    cd "$mod"
+    printf 'module wrapper\n\ngo 1.26\n\nrequire %s %s\n' "$module" "$version" > go.mod
+    { printf '//go:build tools\n\npackage tools\n\nimport (\n'
+      for p in "$@"; do printf '\t_ "%s"\n' "$p"; done
+      printf ')\n'; } > tools.go
+    go mod tidy >&2
+  )
+}
+
 # k8s.io/kubernetes replaces its staging modules with local paths, so it cannot
 # be `go install`ed: a wrapper module pins each staging module to its release.
 kube_wrapper() {
@@ -113,17 +132,8 @@ build_kube-proxy() { build_node "$1" "$2" kube-proxy; }
 TEKTON_CMDS="controller webhook entrypoint nop workingdirinit sidecarlogresults"
 build_tekton() {
   local out=$1 version=$2 mod=$CACHE/.src/tekton-$2 c
-  if [ ! -f "$mod/go.sum" ]; then
-    mkdir -p "$mod"
-    (
-      cd "$mod"
-      printf 'module tektonwrapper\n\ngo 1.26\n\nrequire github.com/tektoncd/pipeline %s\n' "$version" > go.mod
-      { printf '//go:build tools\n\npackage tools\n\nimport (\n'
-        for c in $TEKTON_CMDS; do printf '\t_ "github.com/tektoncd/pipeline/cmd/%s"\n' "$c"; done
-        printf ')\n'; } > tools.go
-      go mod tidy >&2
-    )
-  fi
+  # shellcheck disable=SC2046 # one package per command
+  wrapper_module "$mod" github.com/tektoncd/pipeline "$version" $(for c in $TEKTON_CMDS; do echo "github.com/tektoncd/pipeline/cmd/$c"; done)
   for c in $TEKTON_CMDS; do
     (cd "$mod" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/$c" "github.com/tektoncd/pipeline/cmd/$c")
   done
@@ -138,44 +148,20 @@ build_tekton() {
 # wrapper and cache dir leave the `tekton` tool's cache as it is.
 build_tekton-resolvers() {
   local out=$1 version=$2 mod=$CACHE/.src/tekton-resolvers-$2
-  if [ ! -f "$mod/go.sum" ]; then
-    mkdir -p "$mod"
-    (
-      cd "$mod"
-      printf 'module tektonresolverswrapper\n\ngo 1.26\n\nrequire github.com/tektoncd/pipeline %s\n' "$version" > go.mod
-      printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/tektoncd/pipeline/cmd/resolvers"\n' > tools.go
-      go mod tidy >&2
-    )
-  fi
+  wrapper_module "$mod" github.com/tektoncd/pipeline "$version" github.com/tektoncd/pipeline/cmd/resolvers
   (cd "$mod" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/tekton-resolvers" github.com/tektoncd/pipeline/cmd/resolvers)
   (cd "$mod" && go list -m -f '{{.Dir}}' github.com/tektoncd/pipeline) > "$out/config-dir"
 }
 
 build_coredns() {
   local out=$1 version=$2 mod=$CACHE/.src/coredns-$2
-  if [ ! -f "$mod/go.sum" ]; then
-    mkdir -p "$mod"
-    (
-      cd "$mod"
-      printf 'module corednswrapper\n\ngo 1.26\n\nrequire github.com/coredns/coredns %s\n' "$version" > go.mod
-      printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/coredns/coredns"\n' > tools.go
-      go mod tidy >&2
-    )
-  fi
+  wrapper_module "$mod" github.com/coredns/coredns "$version" github.com/coredns/coredns
   (cd "$mod" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/coredns" github.com/coredns/coredns)
 }
 
 build_etcd() {
   local out=$1 version=$2 mod=$CACHE/.src/etcd-$2
-  if [ ! -f "$mod/go.sum" ]; then
-    mkdir -p "$mod"
-    (
-      cd "$mod"
-      printf 'module etcdwrapper\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$version" > go.mod
-      printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
-      go mod tidy >&2
-    )
-  fi
+  wrapper_module "$mod" go.etcd.io/etcd/server/v3 "$version" go.etcd.io/etcd/server/v3
   (cd "$mod" && go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3)
 }
 
