@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/tekton-oci-transport/tekton-oci-transport/internal/golden"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,6 +270,17 @@ spec:
 	require.Contains(t, out, "Conversion would stop requesting 10Gi of PVC storage for these PipelineRuns, and 20Gi for each firing")
 	require.Equal(t, seen, len(resolver.Seen()), "--no-remote creates no ResolutionRequest")
 	require.Empty(t, resolver.Errors())
+	// The whole table, as golden files: the one read through the resolver
+	// (rep-a and rep-b) and the JSON of the same read; the API server's
+	// address (a free port) is the only part that changes between runs.
+	server := strings.TrimSuffix(user.Config().Host, "/")
+	for format, file := range map[string]string{"table": "cluster-want.txt", "json": "cluster-want.json"} {
+		code, out, errOut = report(t, "", "--kubeconfig", kubeconfig, "-n", "rep-a,rep-b", "-o", format)
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, server)
+		out = strings.ReplaceAll(out, server, "https://<api-server>")
+		golden.Check(t, filepath.Join("testdata", "report", file), []byte(out), "go test ./cmd/webhook -update")
+	}
 
 	require.Equal(t, before, resourceVersions(ctx, t, admin), "the report changed no object")
 }
