@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/webhooktest"
 	"io"
 	"net"
 	"net/http"
@@ -24,7 +25,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tekton-oci-transport/tekton-oci-transport/registryauth"
-	"github.com/tekton-oci-transport/tekton-oci-transport/transform"
 	"github.com/tekton-oci-transport/tekton-oci-transport/webhook/registration"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -378,39 +378,7 @@ func benchTask(ns string, i int) *v1.Task {
 // DAG (clone, fan-out to builds and tests, fan-in to publish, finally).
 func reviewBody(t *testing.T, ns string) []byte {
 	t.Helper()
-	type node struct {
-		name  string
-		after []string
-	}
-	dag := []node{
-		{"clone", nil},
-		{"lint", []string{"clone"}}, {"unit-test", []string{"clone"}}, {"build-linux", []string{"clone"}},
-		{"build-darwin", []string{"clone"}}, {"build-windows", []string{"clone"}},
-		{"e2e-test", []string{"build-linux"}}, {"sbom", []string{"build-linux", "build-darwin", "build-windows"}},
-		{"sign", []string{"sbom"}}, {"publish", []string{"sign", "e2e-test", "unit-test", "lint"}},
-		{"release-notes", []string{"publish"}}, {"announce", []string{"release-notes"}},
-	}
-	var tasks []v1.PipelineTask
-	for _, n := range dag {
-		tasks = append(tasks, benchPipelineTask(n.name, n.after))
-	}
-	run := &v1.PipelineRun{
-		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "PipelineRun"},
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "release-", Namespace: ns,
-			Labels: map[string]string{transform.EnabledLabel: "true"}},
-		Spec: v1.PipelineRunSpec{
-			Params: v1.Params{{Name: "revision", Value: *v1.NewStructuredValues("v1.2.3")}},
-			PipelineSpec: &v1.PipelineSpec{
-				Params:     v1.ParamSpecs{{Name: "revision", Type: v1.ParamTypeString}},
-				Workspaces: []v1.PipelineWorkspaceDeclaration{{Name: "workarea"}},
-				Tasks:      tasks,
-				Finally:    []v1.PipelineTask{benchPipelineTask("cleanup", nil)},
-			},
-			Workspaces: []v1.WorkspaceBinding{{Name: "workarea", VolumeClaimTemplate: &corev1.PersistentVolumeClaim{
-				Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
-			}}},
-		},
-	}
+	run := webhooktest.ReleaseRun(ns)
 	raw, err := json.Marshal(run)
 	require.NoError(t, err)
 	review := admissionv1.AdmissionReview{
@@ -427,23 +395,6 @@ func reviewBody(t *testing.T, ns string) []byte {
 	body, err := json.Marshal(review)
 	require.NoError(t, err)
 	return body
-}
-
-func benchPipelineTask(name string, after []string) v1.PipelineTask {
-	return v1.PipelineTask{
-		Name:       name,
-		RunAfter:   after,
-		Params:     v1.Params{{Name: "revision", Value: *v1.NewStructuredValues("$(params.revision)")}},
-		Workspaces: []v1.WorkspacePipelineTaskBinding{{Name: "source", Workspace: "workarea", SubPath: "src"}},
-		TaskSpec: &v1.EmbeddedTask{TaskSpec: v1.TaskSpec{
-			Params:     v1.ParamSpecs{{Name: "revision", Type: v1.ParamTypeString}},
-			Workspaces: []v1.WorkspaceDeclaration{{Name: "source"}},
-			Steps: []v1.Step{
-				{Name: "run", Image: "golang:1.26", Script: fmt.Sprintf("cd $(workspaces.source.path)\nmake %s REVISION=$(params.revision)\n", name)},
-				{Name: "check", Image: "busybox", Script: "ls -la $(workspaces.source.path)"},
-			},
-		}},
-	}
 }
 
 // series collects the latencies (and failures) of one kind of request.
