@@ -430,3 +430,182 @@ func (c *kase) watchEviction(producer string, stop <-chan struct{}) string {
 		}
 	}
 }
+
+// ---- registry-member-restart: one member of zot's scale-out cluster deleted
+
+// zotCluster is the `cluster` section of the zot config the chart rendered
+// (the ConfigMap <fullname>-zot, config.json): the members, in order, and
+// the key that spreads repositories over them. Empty members: zot does not
+// run as a cluster (zot.replicas 1).
+func zotCluster() (members []string, hashKey string, err error) {
+	out, err := kc(nil, "-n", registryNS, "get", "configmap", registryService, "-o", `jsonpath={.data.config\.json}`)
+	if err != nil {
+		return nil, "", err
+	}
+	var cfg struct {
+		Cluster struct {
+			Members []string `json:"members"`
+			HashKey string   `json:"hashKey"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		return nil, "", fmt.Errorf("zot's config.json: %w", err)
+	}
+	return cfg.Cluster.Members, cfg.Cluster.HashKey, nil
+}
+
+// zotOwner is the member of zot's scale-out cluster that reads and writes
+// repo: zot v2.1.20's cluster.ComputeTargetMember, SipHash-2-4 of the
+// repository name keyed with the 16 bytes of hashKey, modulo the members.
+// Its pod is the first label of the member's address
+// (<fullname>-zot-<i>.<fullname>-zot-cluster.<ns>.svc:<port>).
+func zotOwner(members []string, hashKey, repo string) (pod string, idx int) {
+	idx = int(sipHash24([]byte(hashKey), []byte(repo)) % uint64(len(members)))
+	pod, _, _ = strings.Cut(members[idx], ".")
+	return pod, idx
+}
+
+// sipHash24 is SipHash-2-4 with a 128-bit key, as github.com/dchest/siphash
+// (which zot uses) computes it with New(key).Sum64().
+func sipHash24(key, msg []byte) uint64 {
+	le := func(b []byte) uint64 {
+		var v uint64
+		for i := len(b) - 1; i >= 0; i-- {
+			v = v<<8 | uint64(b[i])
+		}
+		return v
+	}
+	rotl := func(x uint64, b uint) uint64 { return x<<b | x>>(64-b) }
+	k0, k1 := le(key[:8]), le(key[8:16])
+	v0, v1, v2, v3 := k0^0x736f6d6570736575, k1^0x646f72616e646f6d, k0^0x6c7967656e657261, k1^0x7465646279746573
+	round := func() {
+		v0 += v1
+		v1 = rotl(v1, 13) ^ v0
+		v0 = rotl(v0, 32)
+		v2 += v3
+		v3 = rotl(v3, 16) ^ v2
+		v0 += v3
+		v3 = rotl(v3, 21) ^ v0
+		v2 += v1
+		v1 = rotl(v1, 17) ^ v2
+		v2 = rotl(v2, 32)
+	}
+	n := len(msg)
+	for ; len(msg) >= 8; msg = msg[8:] {
+		mi := le(msg[:8])
+		v3 ^= mi
+		round()
+		round()
+		v0 ^= mi
+	}
+	b := uint64(n)<<56 | le(msg)
+	v3 ^= b
+	round()
+	round()
+	v0 ^= b
+	v2 ^= 0xff
+	round()
+	round()
+	round()
+	round()
+	return v0 ^ v1 ^ v2 ^ v3
+}
+
+// podUIDReady is the uid of pod name and whether it is Ready ("" if absent).
+func podUIDReady(name string) (string, bool) {
+	out, err := kc(nil, "-n", registryNS, "get", "pod", name, "-o",
+		`jsonpath={.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}`)
+	if err != nil {
+		return "", false
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return "", false
+	}
+	return f[0], len(f) == 2 && f[1] == "True"
+}
+
+// restartRegistryMemberWhen deletes one member of zot's scale-out cluster
+// (zot.replicas > 1 on S3) as soon as the step `work` of task's TaskRun in
+// the converted run starts, as registry-restart does with the single pod:
+// the member that owns the run's repository (the one every request for it
+// ends at, directly or proxied by the other), so that its push, a second
+// later, and the pulls after it meet a member that is terminating, gone or
+// starting, and must retry. Deleted as a drain deletes it (graceful); its
+// StatefulSet makes a pod of the same name, which rebuilds its metadata
+// from the bucket. The run must succeed and be equivalent: nothing is lost,
+// since the blobs and manifests are in the bucket. It returns what it did
+// and when the member was back; c.faultFailed says the fault could not be
+// injected (the caller's outcome then says nothing about it).
+func (c *kase) restartRegistryMemberWhen(task string, converted map[string]bool, stop <-chan struct{}) string {
+	fail := func(format string, a ...any) string {
+		c.faultFailed = true
+		return "no member deleted: " + fmt.Sprintf(format, a...)
+	}
+	members, hashKey, err := zotCluster()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if len(members) < 2 || len(hashKey) != 16 {
+		return fail("zot is not a scale-out cluster (members %v, hashKey of %d characters): run it with zot.replicas 2 on s3", members, len(hashKey))
+	}
+	for {
+		select {
+		case <-stop:
+			return fail("the run ended before %s's step %s started", task, stepBefore)
+		case <-time.After(300 * time.Millisecond):
+		}
+		var trs struct{ Items []obj }
+		if err := kcJSON(&trs, "-n", c.ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun=oci,tekton.dev/pipelineTask="+task); err != nil {
+			continue
+		}
+		for _, tr := range trs.Items {
+			ready := false
+			for _, st := range list(m(tr, "status"), "steps") {
+				if s(st.(obj), "name") == stepBefore && m(st, "terminated") != nil {
+					ready = true
+				}
+			}
+			if !ready {
+				continue
+			}
+			start := time.Now()
+			uid := s(m(tr, "metadata", "labels"), "tekton.dev/pipelineRunUID")
+			var repos []string
+			victim := ""
+			for _, w := range slices.Sorted(maps.Keys(converted)) {
+				repo := fmt.Sprintf("%s/%s/%s/%s", repoPrefix, c.ns, uid, transform.RepositoryComponent(w))
+				pod, idx := zotOwner(members, hashKey, repo)
+				repos = append(repos, fmt.Sprintf("%s (owner: member %d, %s)", repo, idx, pod))
+				if victim == "" {
+					victim = pod // the first workspace's (the fault's case has one)
+				}
+			}
+			if victim == "" {
+				return fail("the run has no converted workspace")
+			}
+			oldUID, _ := podUIDReady(victim)
+			if oldUID == "" {
+				return fail("member pod %s not found", victim)
+			}
+			if _, err := kc(nil, "-n", registryNS, "delete", "pod", victim, "--wait=false"); err != nil {
+				return fail("deleting %s: %v", victim, err)
+			}
+			deadline := time.Now().Add(3 * time.Minute)
+			gone := time.Duration(0)
+			for time.Now().Before(deadline) {
+				u, ok := podUIDReady(victim)
+				if u != oldUID && gone == 0 {
+					gone = time.Since(start)
+				}
+				if u != "" && u != oldUID && ok {
+					return fmt.Sprintf("zot member %s deleted when %s's step `work` started (repositories: %s); the old pod was gone after %s, the new %s ready %s after the delete",
+						victim, task, strings.Join(repos, ", "), gone.Round(100*time.Millisecond), victim, time.Since(start).Round(100*time.Millisecond))
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			c.faultFailed = true
+			return fmt.Sprintf("zot member %s deleted when %s's step `work` started (repositories: %s), but no new %s was ready within 3 minutes", victim, task, strings.Join(repos, ", "), victim)
+		}
+	}
+}
