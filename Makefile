@@ -83,7 +83,7 @@ bench-webhook:
 	KUBEBUILDER_ASSETS=$$($(TOOLS) envtest) WEBHOOK_BIN=$(abspath $(BIN))/webhook BENCH_WEBHOOK=1 \
 	  $(GO) test -count=1 -run '^TestLoad$$' -v ./test/e2e/
 
-## bench-transport: ours vs the oras CLI on 1 GiB and 20 000 small files (real registry)
+## bench-transport: ours vs the oras CLI on 1 GiB and 20 000 small files (real registry); `hack/bench-transport.sh link` (root): the same vs the floor on loopback and on links shaped to 1 Gbit/s 1 ms and 100 Mbit/s 5 ms, Distribution and zot
 bench-transport:
 	hack/bench-transport.sh
 

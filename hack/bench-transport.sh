@@ -21,10 +21,18 @@
 # and 3 GiB; BENCH_SETS="big many" chooses). BENCH_BASE=<git ref> measures
 # that commit's step too (its budget case with GOMEMLIMIT=96MiB, what a
 # 128 MiB container gives it); BENCH_REPS=N (default 1) gives medians.
+#
+# `hack/bench-transport.sh link` (or BENCH_LINK="lo 1g 100m") runs
+# hack/bench/link.sh instead: ours (zstd, gzip, none; concurrency 1/4/8) vs
+# oras vs "the floor" (tar | zstd -T0, the link's raw transfer time, tar -x)
+# against Distribution and zot, on loopback and on links shaped to
+# 1 Gbit/s 1 ms and 100 Mbit/s 5 ms (network namespace + tc tbf + a delay
+# line; needs root). Its header says the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-}
 if [ -n "${BENCH_RSS:-}" ]; then MODE=rss; fi
+if [ "$MODE" = link ] || [ -n "${BENCH_LINK:-}" ]; then exec hack/bench/link.sh; fi
 
 REGISTRY=$(hack/tools.sh registry)/registry
 ORAS=$(hack/tools.sh oras)/oras
