@@ -32,8 +32,13 @@ import (
 // these; zero Retries means no retries (tests), so the step passes
 // DefaultRetries.
 const (
-	DefaultConcurrency    = 4
-	DefaultRetries        = 6
+	DefaultConcurrency = 4
+	// DefaultRetries: 8 attempts after the first, backing off 0.25 s
+	// doubling to MaxRetryDelay, about 32 s in all: a registry pod that is
+	// restarted is waited out (a zot member of the scale-out cluster came
+	// back in 16-17 s on the test bed, which 6 retries, about 16 s, only
+	// just covered).
+	DefaultRetries        = 8
 	DefaultRetryBaseDelay = 250 * time.Millisecond
 	// MaxRetryDelay caps the backoff between attempts.
 	MaxRetryDelay = 8 * time.Second
