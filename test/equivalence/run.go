@@ -191,6 +191,8 @@ func (c *kase) run(paths []string) (int, error) {
 			go func() { faultDone <- c.restartRegistryWhen(task) }()
 		} else if task, ok := strings.CutPrefix(c.fault, "registry-data-lost:"); ok && kind == "oci" {
 			go func() { faultDone <- c.loseRegistryWhen(task, tasks, converted, stop) }()
+		} else if task, ok := strings.CutPrefix(c.fault, "registry-member-restart:"); ok && kind == "oci" {
+			go func() { faultDone <- c.restartRegistryMemberWhen(task, converted, stop) }()
 		} else if task, ok := strings.CutPrefix(c.fault, "registry-evicted:"); ok && kind == "oci" {
 			go func() { faultDone <- c.watchEviction(task, stop) }()
 		} else if c.retention != nil && kind == "oci" {
