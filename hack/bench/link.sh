@@ -88,9 +88,13 @@ stop_link() {
   ip link del "$DEV_H" 2> /dev/null || true
   [ -n "$NS_MADE" ] && ip -n "$NS" link del "$DEV_N" 2> /dev/null || true
 }
+# a case runs in a process substitution: on an early exit its subshell, and
+# the timeout and tool under it, would outlive the script; stop them by pid
+kill_tree() { local c; for c in $(pgrep -P "$1" 2> /dev/null); do kill_tree "$c"; done; kill "$1" 2> /dev/null || true; }
 cleanup() {
-  local rc=$?
+  local rc=$? c
   trap - EXIT INT TERM
+  for c in $(pgrep -P $$ 2> /dev/null); do kill_tree "$c"; done
   stop_registry
   stop_link
   if [ -n "$NS_MADE" ]; then ip netns del "$NS" 2> /dev/null || true; fi
