@@ -47,23 +47,18 @@ func benchRequest(b *testing.B) admission.Request {
 			Workspaces:   []v1.WorkspaceBinding{{Name: "ws", VolumeClaimTemplate: &corev1.PersistentVolumeClaim{}}},
 		},
 	}
-	raw, err := json.Marshal(run)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "bench",
-		Kind:      metav1.GroupVersionKind{Group: "tekton.dev", Version: "v1", Kind: "PipelineRun"},
-		Resource:  metav1.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"},
-		Namespace: "ns", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
-	}}
+	return createRequest(b, run)
 }
 
 // releaseRequest is the admission request make bench-webhook sends
 // (test/e2e/load_test.go, reviewBody): a release-like DAG of 12 tasks and a
 // finally task, each with a param, a subPath binding and two steps.
 func releaseRequest(b *testing.B) admission.Request {
-	run := webhooktest.ReleaseRun("ns")
+	return createRequest(b, webhooktest.ReleaseRun("ns"))
+}
+
+// createRequest is the CREATE admission request of run (namespace ns).
+func createRequest(b *testing.B, run *v1.PipelineRun) admission.Request {
 	raw, err := json.Marshal(run)
 	if err != nil {
 		b.Fatal(err)
