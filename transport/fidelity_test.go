@@ -2,9 +2,11 @@ package transport
 
 import (
 	"context"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -373,4 +375,34 @@ func TestSpoolSpillsIntoTheStateDir(t *testing.T) {
 	ents, err := os.ReadDir(filepath.Join(st, "ws"))
 	require.NoError(t, err)
 	require.Empty(t, ents, "spill files are unlinked")
+}
+
+// Linux names are bytes: a Latin-1 name, raw 0xff 0xfe, a directory with a
+// non-UTF-8 name renamed to another one, and a symlink whose name and target
+// are not UTF-8. Their deletions and the symlinks a delta lists must reach
+// the next task byte for byte (JSON, which the delta config is, turns
+// invalid UTF-8 into U+FFFD: the deletion missed its file and the old name
+// stayed on every later task, seen on the test bed in
+// non-utf8-and-odd-names).
+func TestNonUTF8Names(t *testing.T) {
+	latin1, raw := "caf\xe9.txt", "\xff\xferaw"
+	oldDir, newDir := "\xe9t\xe9", "\xf8t\xf8"
+	e := newEnv(t)
+	e.task("seed", nil, func(d string) {
+		writeFile(t, filepath.Join(d, latin1), "latin1\n", 0o644)
+		writeFile(t, filepath.Join(d, raw), "raw\n", 0o644)
+		writeFile(t, filepath.Join(d, oldDir, "\xe9"), "inside\n", 0o644)
+		require.NoError(t, os.Symlink("target-\xe9", filepath.Join(d, "link-\xe9")))
+	})
+	edited := e.task("edit", []string{"seed"}, func(d string) {
+		require.NoError(t, os.Remove(filepath.Join(d, latin1)))
+		writeFile(t, filepath.Join(d, raw), "raw v2\n", 0o644)
+		require.NoError(t, os.Rename(filepath.Join(d, oldDir), filepath.Join(d, newDir)))
+		require.NoError(t, os.Remove(filepath.Join(d, "link-\xe9")))
+		require.NoError(t, os.Symlink("other-\xff", filepath.Join(d, "link-\xff")))
+	})
+	snap := snapshot(t, e.task("check", []string{"seed", "edit"}, func(string) {}))
+	require.ElementsMatch(t, []string{raw, newDir, newDir + "/\xe9", "link-\xff"}, slices.Collect(maps.Keys(snap)))
+	require.Equal(t, "link other-\xff", snap["link-\xff"])
+	require.Equal(t, snapshot(t, edited), snap, "what edit left, byte for byte")
 }

@@ -1,10 +1,14 @@
 package transport
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"oras.land/oras-go/v2/registry"
 )
@@ -52,19 +56,101 @@ const (
 
 // deltaConfig is the config blob of a delta.
 type deltaConfig struct {
-	Version   int      `json:"version"`
-	Deletions []string `json:"deletions"`
+	Version   int
+	Deletions []string
 	// Symlinks are the symlinks the delta writes (path -> target): a puller
 	// resolves its subPaths through them before extracting anything, as the
 	// kubelet resolves a subPath on a PVC.
-	Symlinks map[string]string `json:"symlinks,omitempty"`
+	Symlinks map[string]string
+}
+
+// deltaConfigJSON is how a deltaConfig is stored. Linux names are bytes and
+// JSON strings are UTF-8 (encoding/json turns invalid bytes into U+FFFD, so
+// the deletion of "caf\xe9.txt" would name another file and miss its own):
+// a deletion, or a symlink whose path or target, that is not valid UTF-8
+// goes base64 (standard, padded) into the raw lists, and such a config says
+// version 2. A config with only UTF-8 paths is version 1, as before.
+type deltaConfigJSON struct {
+	Version      int               `json:"version"`
+	Deletions    []string          `json:"deletions"`
+	Symlinks     map[string]string `json:"symlinks,omitempty"`
+	RawDeletions []string          `json:"rawDeletions,omitempty"`
+	RawSymlinks  [][]string        `json:"rawSymlinks,omitempty"` // [path, target]
+}
+
+// configVersion is the newest config a puller understands; a newer one may
+// say what this puller cannot apply, so it is refused, not half applied.
+const configVersion = 2
+
+func (c deltaConfig) MarshalJSON() ([]byte, error) {
+	j := deltaConfigJSON{Version: 1, Deletions: []string{}}
+	b64 := base64.StdEncoding.EncodeToString
+	for _, p := range c.Deletions {
+		if utf8.ValidString(p) {
+			j.Deletions = append(j.Deletions, p)
+		} else {
+			j.RawDeletions = append(j.RawDeletions, b64([]byte(p)))
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(c.Symlinks)) {
+		target := c.Symlinks[p]
+		if utf8.ValidString(p) && utf8.ValidString(target) {
+			if j.Symlinks == nil {
+				j.Symlinks = map[string]string{}
+			}
+			j.Symlinks[p] = target
+		} else {
+			j.RawSymlinks = append(j.RawSymlinks, []string{b64([]byte(p)), b64([]byte(target))})
+		}
+	}
+	if len(j.RawDeletions) > 0 || len(j.RawSymlinks) > 0 {
+		j.Version = 2
+	}
+	return json.Marshal(j)
+}
+
+func (c *deltaConfig) UnmarshalJSON(b []byte) error {
+	var j deltaConfigJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if j.Version > configVersion {
+		return fmt.Errorf("config version %d is newer than this step reads (%d): use the step image of the webhook that converted the run", j.Version, configVersion)
+	}
+	decode := func(s string) (string, error) {
+		raw, err := base64.StdEncoding.DecodeString(s)
+		return string(raw), err
+	}
+	*c = deltaConfig{Version: j.Version, Deletions: j.Deletions, Symlinks: j.Symlinks}
+	for _, s := range j.RawDeletions {
+		p, err := decode(s)
+		if err != nil {
+			return fmt.Errorf("rawDeletions: %w", err)
+		}
+		c.Deletions = append(c.Deletions, p)
+	}
+	for _, pair := range j.RawSymlinks {
+		if len(pair) != 2 {
+			return fmt.Errorf("rawSymlinks: %d strings where a path and a target belong", len(pair))
+		}
+		p, err := decode(pair[0])
+		if err != nil {
+			return fmt.Errorf("rawSymlinks: %w", err)
+		}
+		target, err := decode(pair[1])
+		if err != nil {
+			return fmt.Errorf("rawSymlinks: %w", err)
+		}
+		if c.Symlinks == nil {
+			c.Symlinks = map[string]string{}
+		}
+		c.Symlinks[p] = target
+	}
+	return nil
 }
 
 func encodeConfig(deletions []string, changed []record) ([]byte, error) {
-	if deletions == nil {
-		deletions = []string{}
-	}
-	c := deltaConfig{Version: 1, Deletions: deletions}
+	c := deltaConfig{Deletions: deletions}
 	for i := range changed {
 		if changed[i].typ == typeSymlink {
 			if c.Symlinks == nil {
@@ -83,13 +169,22 @@ func encodeConfig(deletions []string, changed []record) ([]byte, error) {
 	return b, nil
 }
 
-func encodeViews(ms []*mount) string {
+// encodeViews gives the AnnotationViews value, or false when a view is not
+// valid UTF-8 (a subPath resolved through a symlink whose target is bytes):
+// an annotation is a JSON string, and a mangled view could look disjoint
+// from a puller's and make it skip the delta, so the annotation is left out
+// and every puller applies the delta (what it holds outside a puller's views
+// is not extracted there anyway).
+func encodeViews(ms []*mount) (string, bool) {
 	views := make([]string, 0, len(ms))
 	for _, m := range ms {
+		if !utf8.ValidString(m.view) {
+			return "", false
+		}
 		views = append(views, m.view)
 	}
 	b, _ := json.Marshal(views)
-	return string(b)
+	return string(b), true
 }
 
 // PAX records of our own (VENDOR.keyword, as the PAX format asks).

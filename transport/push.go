@@ -260,7 +260,9 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	if len(base.applied) > 0 {
 		ann[AnnotationBase] = strings.Join(base.applied, ",")
 	}
-	ann[AnnotationViews] = encodeViews(mounts)
+	if views, ok := encodeViews(mounts); ok {
+		ann[AnnotationViews] = views
+	}
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
