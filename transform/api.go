@@ -183,6 +183,11 @@ const (
 	// ReasonResultsBudget: a task that returns results would get a smaller
 	// termination-message share, and ResultsBudget is "unchanged".
 	ReasonResultsBudget Reason = "ResultsBudgetReduced"
+	// ReasonSidecarUsesWorkspace: a sidecar of a task that pulls a converted
+	// workspace uses it; Tekton starts sidecars before any step, the pull
+	// included, so the sidecar would see an empty workspace where on the PVC
+	// it sees what the task's ancestors left.
+	ReasonSidecarUsesWorkspace Reason = "SidecarUsesPulledWorkspace"
 )
 
 // TaskReport says what the conversion did to one PipelineTask.

@@ -116,7 +116,63 @@ func planTasks(spec *v1.PipelineSpec, converted map[string]bool, resolved Resolv
 	}
 
 	linkProducers(plans, g, optionalProducers(spec, g))
+	for _, p := range plans {
+		if err := checkSidecars(p); err != nil {
+			return nil, err
+		}
+	}
 	return plans, nil
+}
+
+// checkSidecars looks at the sidecars of a task that pulls a converted
+// workspace. Tekton starts a task's sidecars with the pod and its steps only
+// once every sidecar is ready, so the injected pull, a step, runs after
+// them: on the PVC a sidecar sees the ancestors' files from its start,
+// converted it sees an empty emptyDir until the pull ran.
+//
+//   - A sidecar that uses the workspace and has a readiness or startup
+//     probe is refused: whether it becomes ready may depend on those files
+//     (one that waits for an ancestor's file would hold the pull, and with it
+//     the task, until its timeout: outside case sidecar-reads-ancestor-files),
+//     and a sidecar that loads the workspace and then says it is ready is
+//     the common shape. What it reads cannot be told from the spec.
+//   - One that uses it without a probe is converted with a warning: a server
+//     that reads files when the steps ask (httpd -h $(workspaces.x.path))
+//     sees them, since the steps run after the pull; one that reads at
+//     start would not.
+//
+// "Uses" is the workspace's path variable or mount path anywhere in the
+// sidecar, or an isolated workspace binding. Sidecars that do not use the
+// workspace (docker:dind, a mock server) are no reason.
+func checkSidecars(p *taskPlan) error {
+	for _, b := range p.bindings {
+		ws := pipelineWorkspace(b)
+		if len(p.pullsFrom[ws]) == 0 {
+			continue
+		}
+		mountPath := "/workspace/" + b.Name
+		if d := p.declaration(b.Name); d != nil && d.MountPath != "" {
+			mountPath = d.MountPath
+		}
+		for _, sc := range p.spec.Sidecars {
+			raw, err := json.Marshal(sc)
+			if err != nil {
+				return fmt.Errorf("encoding sidecar %q of task %q: %w", sc.Name, p.name, err)
+			}
+			uses := strings.Contains(string(raw), "$(workspaces."+b.Name+".path)") || strings.Contains(string(raw), mountPath)
+			for _, w := range sc.Workspaces {
+				uses = uses || w.Name == b.Name
+			}
+			switch {
+			case !uses:
+			case sc.ReadinessProbe != nil || sc.StartupProbe != nil:
+				return refuse(ReasonSidecarUsesWorkspace, "sidecar %q of pipeline task %q uses workspace %q, which the task pulls from %s, and has a probe: Tekton starts sidecars before the injected pull step, so it would start on an empty workspace where on a PVC it sees their files", sc.Name, p.name, ws, strings.Join(p.pullsFrom[ws], ", "))
+			default:
+				p.warnings = append(p.warnings, fmt.Sprintf("pipeline task %q: sidecar %q uses workspace %q: it sees the files of %s only once the injected pull step ran (after the sidecars started); a sidecar that reads them when it starts would see an empty workspace", p.name, sc.Name, ws, strings.Join(p.pullsFrom[ws], ", ")))
+			}
+		}
+	}
+	return nil
 }
 
 // linkProducers decides, per workspace, which tasks each task pulls from and
