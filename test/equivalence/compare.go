@@ -120,30 +120,31 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 
 	// converted at all?
 	anno := s(m(oci.obj, "metadata", "annotations"), convertedAnno)
-	if c.fault == "webhook-down" {
-		// failurePolicy Ignore: admitted unchanged, on its PVC, and it works
-		var pvcs struct{ Items []obj }
-		if err := kcJSON(&pvcs, "-n", c.ns, "get", "pvc"); err != nil {
+	if c.fault == "webhook-down" || c.expectUnchanged != "" {
+		// failurePolicy Ignore, or a run the webhook must leave on its PVC:
+		// admitted unchanged, on its PVC, and it works as the reference run
+		n, err := c.ownedPVCs(oci.uid)
+		if err != nil {
 			return 0, err
 		}
-		n := 0
-		for _, p := range pvcs.Items {
-			for _, ref := range list(m(p, "metadata"), "ownerReferences") {
-				if s(ref.(obj), "uid") == oci.uid {
-					n++
-				}
+		reason := s(m(oci.obj, "metadata", "annotations"), transform.AnnotationSkippedReason)
+		what := "the webhook was down but the run was converted"
+		if c.expectUnchanged != "" {
+			what = "the run was converted, but the case expects it left unchanged (" + c.expectUnchanged + ")"
+			if !strings.HasPrefix(reason, c.expectUnchanged+":") {
+				problem("left-unchanged reason %q, want %s", reason, c.expectUnchanged)
 			}
 		}
 		if anno != "" {
-			problem("the webhook was down but the run was converted")
+			problem("%s", what)
 		}
 		if n == 0 {
 			problem("the unconverted run has no PVC")
 		}
-		if !strings.HasPrefix(oci.status, "True") {
-			problem("the unconverted labelled run did not succeed: %s", oci.status)
+		if oci.status != pvc.status {
+			problem("run status: PVC %s, unconverted labelled run %s", pvc.status, oci.status)
 		}
-		fmt.Printf("  webhook down: the labelled run was admitted unchanged (converted annotation %q), ran on %d PVC, ended %s\n", anno, n, oci.status)
+		fmt.Printf("  admitted unchanged (converted annotation %q, reason %q), ran on %d PVC, ended %s\n", anno, reason, n, oci.status)
 		return diffs, nil
 	}
 	if anno == "" {
@@ -191,20 +192,18 @@ func (c *kase) compare(pvc, oci *runResult, tasks, order []*ptask, converted map
 		problem("skipped tasks: PVC [%s], converted [%s]", strings.Join(pvc.skipped, ","), strings.Join(oci.skipped, ","))
 	}
 	// no PVC for the converted run, one for the PVC run
-	var pvcs struct{ Items []obj }
-	if err := kcJSON(&pvcs, "-n", c.ns, "get", "pvc"); err != nil {
+	ociPVCs, err := c.ownedPVCs(oci.uid)
+	if err != nil {
 		return 0, err
 	}
-	owned := map[string]int{}
-	for _, p := range pvcs.Items {
-		for _, ref := range list(m(p, "metadata"), "ownerReferences") {
-			owned[s(ref.(obj), "uid")]++
-		}
+	pvcPVCs, err := c.ownedPVCs(pvc.uid)
+	if err != nil {
+		return 0, err
 	}
-	if owned[oci.uid] > 0 {
-		problem("the converted run created %d PVC(s)", owned[oci.uid])
+	if ociPVCs > 0 {
+		problem("the converted run created %d PVC(s)", ociPVCs)
 	}
-	fmt.Printf("  PVCs: PVC run %d, converted run %d\n", owned[pvc.uid], owned[oci.uid])
+	fmt.Printf("  PVCs: PVC run %d, converted run %d\n", pvcPVCs, ociPVCs)
 
 	// the Task's labels and annotations on every TaskRun and pod, in both runs
 	for _, rr := range []*runResult{pvc, oci} {
@@ -420,4 +419,21 @@ func statuses(trs []*taskRun) string {
 		return fmt.Sprintf("%dx %s", len(out), out[0])
 	}
 	return strings.Join(out, ",")
+}
+
+// ownedPVCs counts the case namespace's claims the run with this uid owns.
+func (c *kase) ownedPVCs(uid string) (int, error) {
+	var pvcs struct{ Items []obj }
+	if err := kcJSON(&pvcs, "-n", c.ns, "get", "pvc"); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range pvcs.Items {
+		for _, ref := range list(m(p, "metadata"), "ownerReferences") {
+			if s(ref.(obj), "uid") == uid {
+				n++
+			}
+		}
+	}
+	return n, nil
 }

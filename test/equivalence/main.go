@@ -61,9 +61,13 @@ import (
 const (
 	labelKey      = "oci-transport.tekton.dev/enabled"
 	convertedAnno = "oci-transport.tekton.dev/converted-workspaces"
-	observerImage = "local.test/busybox:1"
-	stepBefore    = "eq-observe-before"
-	stepAfter     = "eq-observe-after"
+	// expectUnchangedAnno on a case's PipelineRun: the webhook must leave
+	// it unchanged with this reason (a shape it cannot convert faithfully);
+	// both runs then run on a PVC and must end alike.
+	expectUnchangedAnno = "eq.tekton-oci-transport.dev/expect-unchanged"
+	observerImage       = "local.test/busybox:1"
+	stepBefore          = "eq-observe-before"
+	stepAfter           = "eq-observe-after"
 )
 
 type obj = map[string]any
@@ -165,6 +169,8 @@ func (c *kase) verdict() string {
 		return "the push that did not fit failed loudly, the converted run failed, the finally task pulled what was there whole"
 	case c.fault == "webhook-down":
 		return "admitted unchanged, the labelled run succeeded on its PVC"
+	case c.expectUnchanged != "":
+		return "left unchanged (" + c.expectUnchanged + "), the labelled run ended on its PVC as the reference run"
 	case c.fault == "cross-namespace":
 		return "equivalent, and a pod in another namespace was refused pull and push on the run's repository (one in the run's namespace pulled)"
 	case c.fault == "retention":
@@ -188,7 +194,10 @@ type kase struct {
 	keep    bool
 	verbose bool
 	fault   string
-	wall    map[string]time.Duration
+	// expectUnchanged: the reason the webhook must leave the labelled run
+	// unchanged with (the run's annotation expectUnchangedAnno), or ""
+	expectUnchanged string
+	wall            map[string]time.Duration
 	// faultFailed: the fault could not be injected (registry-data-lost), so
 	// the outcome it asserts says nothing
 	faultFailed bool

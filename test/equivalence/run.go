@@ -48,6 +48,7 @@ func (c *kase) run(paths []string) (int, error) {
 	if run == nil {
 		return 0, errors.New("no PipelineRun in the files")
 	}
+	c.expectUnchanged = s(m(run, "metadata", "annotations"), expectUnchangedAnno)
 	var pspec obj
 	if ps := m(run, "spec", "pipelineSpec"); ps != nil {
 		pspec = ps
