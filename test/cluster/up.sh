@@ -419,11 +419,19 @@ TEKTON_CONFIG=$(go mod download -json "github.com/tektoncd/pipeline@$TEKTON_VERS
 } | sed -E \
   -e "s#ko://github.com/tektoncd/pipeline/cmd/([a-z]+)#local.test/tekton/\1:$TEKTON_VERSION#g" \
   -e "s#cgr.dev/chainguard/busybox@sha256:[0-9a-f]+#local.test/busybox-nonroot:1#g" \
-  -e 's#^(  set-security-context): "false"#\1: "true"#' > "$D/tekton.yaml"
+  -e 's#^(  set-security-context): "false"#\1: "true"#' \
+  -e 's#^(  running-in-environment-with-injected-sidecars): "true"#\1: "false"#' > "$D/tekton.yaml"
 # set-security-context: Tekton's own containers (init containers, the
 # affinity assistant) run restricted-compliant, as a cluster that enforces Pod
 # Security "restricted" needs (the corpus has such a namespace).
+# running-in-environment-with-injected-sidecars "false": nothing here injects
+# sidecars (no service mesh), so, as Tekton's docs advise for such clusters,
+# a pod without sidecars in its spec is marked ready to run its steps when it
+# is created instead of after a round trip through the controller. Pods with
+# sidecars still wait for them (sidecar-writes, sidecar-reads-ancestor-files).
+# Measured on 6 cases at 2 at a time: 140 s -> 113 s.
 grep -q '^  set-security-context: "true"' "$D/tekton.yaml" || { echo "up.sh: cannot turn on Tekton's set-security-context" >&2; exit 1; }
+grep -q '^  running-in-environment-with-injected-sidecars: "false"' "$D/tekton.yaml" || { echo "up.sh: cannot turn off Tekton's running-in-environment-with-injected-sidecars" >&2; exit 1; }
 kc apply --server-side -f "$D/tekton.yaml" >/dev/null
 kc -n kube-system rollout status deploy/coredns --timeout=120s >/dev/null
 ts "CoreDNS ready"

@@ -9,7 +9,8 @@
 #                          FAULTS="retention ..." runs only these (faults/NAME.yaml;
 #                          registry-evicted only when named)
 #   INSTALL=0              skips the install-path test (test/install/run.sh)
-#   SCALE_OUT=0            skips the S3 two-member pass (test/equivalence/scale-out.sh)
+#   SCALE_OUT=0            skips the S3 two-member pass (test/equivalence/scale-out.sh;
+#                          SCALE_OUT_CASES=all runs every case there, not 12)
 #   CONC=0                 skips the concurrency run (CONC_N copies of linear at once, 8)
 #   EQ_PARALLEL=2          cases of the corpus run at once (each has its own
 #                          namespace eq-<case>); the negative test and the
@@ -236,7 +237,7 @@ if [ "${FAULTS:-1}" != 0 ]; then
 fi
 
 # zot on S3 with two members (issue 12): versitygw in eq-s3, the chart with
-# zot.replicas 2, the corpus again (<case>-s3), the member owning a run's
+# zot.replicas 2, cases of the corpus again (<case>-s3; SCALE_OUT_CASES), the member owning a run's
 # repository deleted mid-push (registry-member-restart), the chart put back
 # (test/equivalence/scale-out.sh). SCALE_OUT=0 skips it.
 if [ "${SCALE_OUT:-1}" != 0 ]; then source test/equivalence/scale-out.sh; fi
