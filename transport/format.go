@@ -16,7 +16,9 @@ import (
 // The artifact format. A delta is an OCI image manifest (image-spec 1.1):
 //
 //   - artifactType ArtifactType;
-//   - config: a small JSON document (ConfigMediaType) with the deleted paths;
+//   - config: a small JSON document (ConfigMediaType) with the deleted paths,
+//     the symlinks the delta writes and what the producer changed of the
+//     workspace root itself (root.go);
 //   - layers: tar archives (compressed with gzip, zstd, or not at all). Every
 //     entry of layer i sits under a folder named by the layer's
 //     org.opencontainers.image.title annotation ("ws-000", "ws-001", ...),
@@ -62,6 +64,10 @@ type deltaConfig struct {
 	// resolves its subPaths through them before extracting anything, as the
 	// kubelet resolves a subPath on a PVC.
 	Symlinks map[string]string
+	// Root is what the producer changed of the workspace root itself (its
+	// root view's directory: mode, owner, mtime; root.go). A puller that
+	// does not know the field ignores it and leaves its root as it was.
+	Root *rootMeta
 }
 
 // deltaConfigJSON is how a deltaConfig is stored. Linux names are bytes and
@@ -76,6 +82,7 @@ type deltaConfigJSON struct {
 	Symlinks     map[string]string `json:"symlinks,omitempty"`
 	RawDeletions []string          `json:"rawDeletions,omitempty"`
 	RawSymlinks  [][]string        `json:"rawSymlinks,omitempty"` // [path, target]
+	Root         *rootMeta         `json:"root,omitempty"`
 }
 
 // configVersion is the newest config a puller understands; a newer one may
@@ -84,6 +91,9 @@ const configVersion = 2
 
 func (c deltaConfig) MarshalJSON() ([]byte, error) {
 	j := deltaConfigJSON{Version: 1, Deletions: []string{}}
+	if !c.Root.empty() {
+		j.Root = c.Root
+	}
 	b64 := base64.StdEncoding.EncodeToString
 	for _, p := range c.Deletions {
 		if utf8.ValidString(p) {
@@ -121,7 +131,10 @@ func (c *deltaConfig) UnmarshalJSON(b []byte) error {
 		raw, err := base64.StdEncoding.DecodeString(s)
 		return string(raw), err
 	}
-	*c = deltaConfig{Version: j.Version, Deletions: j.Deletions, Symlinks: j.Symlinks}
+	if err := j.Root.check(); err != nil {
+		return err
+	}
+	*c = deltaConfig{Version: j.Version, Deletions: j.Deletions, Symlinks: j.Symlinks, Root: j.Root}
 	for _, s := range j.RawDeletions {
 		p, err := decode(s)
 		if err != nil {
@@ -149,8 +162,8 @@ func (c *deltaConfig) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func encodeConfig(deletions []string, changed []record) ([]byte, error) {
-	c := deltaConfig{Deletions: deletions}
+func encodeConfig(deletions []string, changed []record, root *rootMeta) ([]byte, error) {
+	c := deltaConfig{Deletions: deletions, Root: root}
 	for i := range changed {
 		if changed[i].typ == typeSymlink {
 			if c.Symlinks == nil {

@@ -190,7 +190,7 @@ func pushRaw(t *testing.T, e *env, tag string, layer []byte, mediaType string) {
 		Annotations: map[string]string{AnnotationTitle: "ws-000"}}
 	_, err = c.pushBlob(ctx, ld, func() io.Reader { return bytes.NewReader(layer) })
 	require.NoError(t, err)
-	cfg, err := encodeConfig(nil, nil)
+	cfg, err := encodeConfig(nil, nil, nil)
 	require.NoError(t, err)
 	cd := ocispec.Descriptor{MediaType: ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
 	_, err = c.pushBlob(ctx, cd, func() io.Reader { return bytes.NewReader(cfg) })

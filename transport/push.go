@@ -131,6 +131,10 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		}
 	}
 	entries := len(cur)
+	root, err := pushRoot(o.StateDir, mounts, log)
+	if err != nil {
+		return nil, err
+	}
 	changed, deleted := diff(base.visibleTo(mounts), cur)
 	cur = nil
 	linkGroups := groupHardLinks(changed)
@@ -238,7 +242,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 
 	// config + manifest
 	t2 := time.Now()
-	cfg, err := encodeConfig(deleted, changed)
+	cfg, err := encodeConfig(deleted, changed, root)
 	if err != nil {
 		return nil, err
 	}
