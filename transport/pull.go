@@ -143,6 +143,10 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 		log.Info("pull: extract", "deltas", len(apply), "files", res.Files, "bytes", res.Bytes,
 			"conflicts", res.Conflicts, "seconds", secs(el), "MB/s", mbps(res.Bytes, el))
 	}
+	// the workspace root's own metadata, once everything below it is in place
+	if err := pullRoot(mounts, deltas, o.StateDir, log); err != nil {
+		return nil, err
+	}
 	// The baseline is the ancestors' state: what the deltas wrote, as it
 	// now is on disk. Whatever else the directory holds (a sidecar's files,
 	// the directory the kubelet made for a subPath) the push stores as this
