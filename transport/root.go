@@ -278,9 +278,10 @@ func pushRoot(stateDir string, ms []*mount, log *slog.Logger) (*rootMeta, error)
 	if len(views) == 0 || stateDir == "" {
 		return nil, nil
 	}
+	m := views[0] // as scanMounts: the first mount wins
 	b, err := os.ReadFile(filepath.Join(stateDir, rootStateFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return kubeletRootChange(m, log)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", stateDir, err)
@@ -289,7 +290,6 @@ func pushRoot(stateDir string, ms []*mount, log *slog.Logger) (*rootMeta, error)
 	if err := json.Unmarshal(b, &states); err != nil {
 		return nil, fmt.Errorf("state %s: corrupt %s: %w", stateDir, rootStateFile, err)
 	}
-	m := views[0] // as scanMounts: the first mount wins
 	for _, was := range states {
 		if string(was.Dir) != m.abs {
 			continue
@@ -318,4 +318,28 @@ func pushRoot(stateDir string, ms []*mount, log *slog.Logger) (*rootMeta, error)
 		return &ch, nil
 	}
 	return nil, nil
+}
+
+// kubeletRootChange is pushRoot for a task no pull ran in (the workspace's
+// first tasks get no pull step): nothing recorded the root before the task,
+// so its mode and owner are compared with what the kubelet makes of an
+// emptyDir: 0777 root:root, or with fsGroup 2777 root:<fsGroup> (the kubelet
+// adds the setgid bit and gives the group). A root that is neither is the
+// task's doing (`chgrp 1234 . && chmod 2775 .` in a setup task: equivalence
+// case workspace-root-metadata) and all three go with its delta; one that
+// is either is left to each pod's kubelet, as a PVC's root is its driver's.
+// The mtime is not sent: without a record of the kubelet's, any entry made
+// at the root changed it.
+func kubeletRootChange(m *mount, log *slog.Logger) (*rootMeta, error) {
+	cur, err := statRoot(m.abs)
+	if err != nil {
+		return nil, err
+	}
+	kubelets := cur.UID == 0 && (cur.Mode == 0o777 && cur.GID == 0 || cur.Mode == 0o2777)
+	if kubelets {
+		return nil, nil
+	}
+	ch := rootMeta{Mode: &cur.Mode, UID: &cur.UID, GID: &cur.GID}
+	log.Info("push: workspace root (no pull before: compared with the kubelet's emptyDir)", ch.logAttrs()...)
+	return &ch, nil
 }

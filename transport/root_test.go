@@ -349,3 +349,44 @@ func TestDeltaConfigRoot(t *testing.T) {
 	require.Equal(t, gid, *folded.GID)
 	require.Equal(t, mtime, *folded.Mtime)
 }
+
+// The workspace's first task gets no pull step, so nothing recorded its
+// root: its push compares the root with what the kubelet makes of an
+// emptyDir (0777 root:root, 2777 root:<fsGroup>). Seen on the test bed:
+// with only the recorded comparison, prepare's chgrp/chmod 2775 (no pull
+// before it) never reached build.
+func TestFirstTaskRootWithoutAPull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chgrp to another group needs root")
+	}
+	for _, tc := range []struct {
+		name    string
+		mode    os.FileMode // the kubelet's root
+		gid     int
+		change  func(dir string)
+		pushed  bool
+		wantDir os.FileMode
+		wantGID uint32
+	}{
+		{"kubelets-root", 0o777, 0, func(string) {}, false, 0o777, 0},
+		{"fsgroup-root", 0o777 | os.ModeSetgid, 2000, func(string) {}, false, 0o777, 0},
+		{"shared-group-folder", 0o777, 0, func(d string) {
+			require.NoError(t, os.Chown(d, 0, 1234))
+			require.NoError(t, os.Chmod(d, 0o775|os.ModeSetgid))
+		}, true, 0o775 | os.ModeSetgid, 1234},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			dir, state := t.TempDir(), t.TempDir()
+			require.NoError(t, os.Chown(dir, 0, tc.gid))
+			require.NoError(t, os.Chmod(dir, tc.mode))
+			writeFile(t, filepath.Join(dir, "made"), "x", 0o644)
+			tc.change(dir)
+			e.push("first", state, Mount{Dir: dir}) // no pull before it
+			_, pushed := configOf(t, e, "first")["root"]
+			require.Equal(t, tc.pushed, pushed, "a root in the delta config")
+			next := e.rootTask("next", []string{"first"}, func(string) {})
+			requireDir(t, next, tc.wantDir, tc.wantGID, time.Time{}, "the next task's root")
+		})
+	}
+}
