@@ -3,6 +3,8 @@ package transport
 import (
 	"archive/tar"
 	"bytes"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,7 +13,9 @@ import (
 // FuzzExtract feeds arbitrary tar streams to the extractor: it must never
 // panic and never write outside the mount, not even through the symlinks it
 // stores verbatim (seeds point some at a victim directory beside the mount,
-// by absolute and by relative path).
+// by absolute and by relative path). What the pull records of the entries
+// (writtenSet, through the conflict tracker) gives the baseline the scan of
+// the mount would have given (issue 16).
 //
 //	go test -run '^$' -fuzz FuzzExtract -fuzztime 5m ./transport/
 func FuzzExtract(f *testing.F) {
@@ -53,7 +57,8 @@ func FuzzExtract(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = ex.extractTar(bytes.NewReader(data), "ws-000", nil)
+		ct := &conflictTracker{written: newWrittenSet(), deltas: []*delta{{tag: "fuzz"}}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		err = ex.extractTar(bytes.NewReader(data), "ws-000", ct.onEntry(0, 0))
 		if err == nil {
 			err = ex.finish()
 		}
@@ -69,6 +74,9 @@ func FuzzExtract(f *testing.F) {
 		}
 		if v, _ := os.ReadDir(filepath.Join(parent, "victim")); len(v) > 0 {
 			t.Fatalf("wrote through a symlink into %s: %s (err=%v)", filepath.Join(parent, "victim"), v[0].Name(), err)
+		}
+		if err == nil {
+			requireSameBaselineIn(t, parent, ms, ct.written)
 		}
 	})
 }

@@ -90,7 +90,7 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 	res := &PullResult{}
 	t0 := time.Now()
 	var deltas []*delta
-	var written map[string]writer // what the applied deltas wrote
+	var written *writtenSet // what the applied deltas wrote
 	if len(o.From) > 0 {
 		c, err := newClient(&o.Options)
 		if err != nil {
@@ -152,26 +152,17 @@ func Pull(ctx context.Context, o PullOptions) (*PullResult, error) {
 	// the directory the kubelet made for a subPath) the push stores as this
 	// task's change, as a PVC would keep it.
 	t2 := time.Now()
-	recs, err := scanMounts(mounts, false, nil)
-	if err != nil {
-		return nil, err
-	}
-	kept := recs[:0]
-	for _, r := range recs {
-		if _, ok := written[r.path]; ok {
-			kept = append(kept, r)
-		}
-	}
 	// The base of this task's delta is every delta it considered (applied
 	// or out of its views): none of them can conflict with what it writes.
 	considered := make([]string, 0, len(deltas))
 	for _, d := range deltas {
 		considered = append(considered, d.desc.Digest.String())
 	}
-	if err := writeBaseline(o.StateDir, considered, mounts, kept); err != nil {
+	kept, err := writePullBaseline(o.StateDir, considered, mounts, written)
+	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", o.StateDir, err)
 	}
-	log.Info("pull: baseline", "entries", len(kept), "seconds", secs(time.Since(t2)),
+	log.Info("pull: baseline", "entries", kept, "seconds", secs(time.Since(t2)),
 		"total_seconds", secs(time.Since(t0)), "MB/s", mbps(res.Bytes, time.Since(t0)))
 	return res, nil
 }
@@ -345,7 +336,7 @@ type writer struct{ delta, layer int }
 
 type conflictTracker struct {
 	mu      sync.Mutex
-	written map[string]writer // path -> what last wrote it
+	written *writtenSet // path -> what last wrote it
 	deltas  []*delta
 	count   int
 	log     interface{ Warn(string, ...any) }
@@ -362,44 +353,50 @@ func (ct *conflictTracker) conflict(p string, i, j int, what string) {
 	}
 }
 
+// onEntry records that layer li of delta j writes an entry, refusing a path
+// that two layers of the delta write (ancestor directories repeat in every
+// layer, and a retried layer repeats itself) and counting a conflict when
+// it overwrites what an earlier delta not in j's base wrote.
+func (ct *conflictTracker) onEntry(j, li int) entryFunc {
+	return func(p string, typ byte) error {
+		ct.mu.Lock()
+		defer ct.mu.Unlock()
+		if w, ok := ct.written.get(p); ok {
+			if w.delta == j {
+				if typ == typeDir || w.layer == li {
+					return nil
+				}
+				return refuse(p, "path appears twice in %s", ct.deltas[j].tag)
+			}
+			if typ != typeDir {
+				ct.conflict(p, w.delta, j, "overwritten")
+			}
+		}
+		if !ct.written.set(p, writer{j, li}) {
+			return refuse(p, "the entries' names are over %d bytes in all", uint64(maxWrittenNames))
+		}
+		return nil
+	}
+}
+
 // applyDeltas applies the deltas in order and returns what wrote each path.
 func applyDeltas(ctx context.Context, c *client, ex *extractor, deltas []*delta, res *PullResult, conc int, log interface {
 	Warn(string, ...any)
 	Info(string, ...any)
 }) (*conflictTracker, error) {
-	ct := &conflictTracker{written: map[string]writer{}, deltas: deltas, log: log}
+	ct := &conflictTracker{written: newWrittenSet(), deltas: deltas, log: log}
 	for j, d := range deltas {
-		// deletions first
+		// deletions first: what earlier deltas wrote there is gone (all
+		// written paths were written by earlier deltas: j's come after)
+		ct.written.deleteUnder(d.config.Deletions, func(q string, w writer) {
+			ct.conflict(q, w.delta, j, "deleted")
+		})
 		for _, p := range d.config.Deletions {
-			for q, w := range ct.written {
-				if w.delta != j && under(q, p) {
-					ct.conflict(q, w.delta, j, "deleted")
-					delete(ct.written, q)
-				}
-			}
 			if err := ex.remove(p); err != nil {
 				return nil, err
 			}
 		}
-		onEntry := func(li int) entryFunc {
-			return func(p string, typ byte) error {
-				ct.mu.Lock()
-				defer ct.mu.Unlock()
-				if w, ok := ct.written[p]; ok {
-					if w.delta == j {
-						if typ == typeDir || w.layer == li {
-							return nil // ancestors repeat in each layer; a retried layer repeats itself
-						}
-						return refuse(p, "path appears twice in %s", d.tag)
-					}
-					if typ != typeDir {
-						ct.conflict(p, w.delta, j, "overwritten")
-					}
-				}
-				ct.written[p] = writer{j, li}
-				return nil
-			}
-		}
+		onEntry := func(li int) entryFunc { return ct.onEntry(j, li) }
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, conc)
 		errs := make([]error, len(d.m.Layers))
