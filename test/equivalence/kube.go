@@ -17,6 +17,9 @@ import (
 // ---- kubectl
 
 func kc(stdin []byte, args ...string) ([]byte, error) {
+	if r, ok := parseRead(args); ok && stdin == nil && r.verb == "logs" {
+		return apiRead(r)
+	}
 	cmd := exec.Command(kubectl, args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -31,6 +34,13 @@ func kc(stdin []byte, args ...string) ([]byte, error) {
 }
 
 func kcJSON(v any, args ...string) error {
+	if r, ok := parseRead(args); ok && r.verb == "get" {
+		out, err := apiRead(r)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(out, v)
+	}
 	out, err := kc(nil, append(args, "-o", "json")...)
 	if err != nil {
 		return err
