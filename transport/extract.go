@@ -2,10 +2,10 @@ package transport
 
 import (
 	"archive/tar"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +42,9 @@ type extractor struct {
 	// is not root: owner.
 	groups map[int]bool
 	limits Limits
+	// umask is the process's (files are created with it applied), -1 if
+	// unknown
+	umask int
 
 	bytes   atomic.Int64
 	entries atomic.Int64
@@ -65,7 +68,7 @@ type dirMeta struct {
 }
 
 func newExtractor(mounts []*mount, limits Limits) (*extractor, error) {
-	e := &extractor{asRoot: os.Geteuid() == 0, limits: limits, dirs: map[dirKey]dirMeta{}}
+	e := &extractor{asRoot: os.Geteuid() == 0, limits: limits, dirs: map[dirKey]dirMeta{}, umask: processUmask()}
 	if !e.asRoot {
 		e.groups = map[int]bool{os.Getegid(): true}
 		if gs, err := os.Getgroups(); err == nil {
@@ -95,6 +98,23 @@ func newExtractor(mounts []*mount, limits Limits) (*extractor, error) {
 	return e, nil
 }
 
+// processUmask reads the process's umask from /proc/self/status (Linux
+// 4.7+; umask(2) cannot read it without setting it), -1 if it cannot.
+func processUmask() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+			if u, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil && u <= 0o777 {
+				return int(u)
+			}
+		}
+	}
+	return -1
+}
+
 func (e *extractor) close() {
 	for _, r := range e.roots {
 		r.Close()
@@ -106,7 +126,11 @@ type layerState struct {
 	dirs []map[string]int // per mount: open descriptors of directories reached safely
 	// files are the regular files of this layer so far (hard link targets):
 	// where a name of each was written, or its data when no mount shows it
-	files map[string]*layerFile
+	files     map[string]*layerFile
+	orphanMem int64 // bytes of orphans kept in memory
+	// created is, by directory descriptor (of dirs), what a file created
+	// there gets (extract_fs.go, newFile)
+	created map[int]*newFile
 }
 
 type layerFile struct {
@@ -323,8 +347,8 @@ func (e *extractor) owner(uid, gid int) (int, int, bool) {
 // written from there to every mount that shows it.
 const smallFile = 1 << 20
 
-// orphanMemory is how much of a file no mount shows (kept for its other
-// names) stays in memory before spilling to a temporary file.
+// orphanMemory is how much of the files no mount shows (kept for their
+// other names) a layer keeps in memory before spilling to temporary files.
 const orphanMemory = 8 << 20
 
 // regular writes a regular file into every mount that shows it.
@@ -342,25 +366,38 @@ func (e *extractor) regular(ls *layerState, tr *tar.Reader, h *tar.Header, p str
 		if h.PAXRecords[paxLinkedKey] == "" {
 			return nil // the tar reader skips the data
 		}
-		lf.orphan = newSpool(orphanMemory, e.spillDir)
+		// in memory while the layer's orphans fit in orphanMemory in all
+		// (a layer of many small orphans held each one whole), then in
+		// an unlinked file in the state directory
+		mem := 0
+		if ls.orphanMem+h.Size <= orphanMemory {
+			mem = int(h.Size)
+			ls.orphanMem += h.Size
+		}
+		lf.orphan = newSpool(mem, e.spillDir)
 		if n, err := io.CopyBuffer(lf.orphan, tr, buf); err != nil || n != h.Size {
 			return &corruptError{fmt.Errorf("%s: short file (%d of %d bytes): %v", p, n, h.Size, err)}
 		}
 		return nil
 	}
-	var src io.Reader = tr
+	// A file that fits in the copy buffer is read once into it (no
+	// allocation per file: issue 16), one up to smallFile into its own
+	// slice, and written from there to every mount that shows it.
 	var data []byte
-	if h.Size <= smallFile {
+	switch {
+	case h.Size <= int64(len(buf)):
+		data = buf[:h.Size]
+	case h.Size <= smallFile:
 		data = make([]byte, h.Size)
+	}
+	if data != nil {
 		if _, err := io.ReadFull(tr, data); err != nil {
 			return &corruptError{fmt.Errorf("%s: %w", p, err)}
 		}
 	}
 	for i, t := range targets {
-		switch {
-		case data != nil:
-			src = bytes.NewReader(data)
-		case i > 0: // several mounts show it: copy what the first got
+		var src io.Reader = tr
+		if data == nil && i > 0 { // several mounts show it: copy what the first got
 			f, err := e.openRegular(targets[0], p)
 			if err != nil {
 				return err
@@ -372,7 +409,7 @@ func (e *extractor) regular(ls *layerState, tr *tar.Reader, h *tar.Header, p str
 		if err != nil {
 			return err
 		}
-		if err := e.writeFile(pfd, base, e.roots[t.m], t.local, p, src, h, buf); err != nil {
+		if err := e.writeFile(ls, pfd, base, e.roots[t.m], t.local, p, data, src, h, buf); err != nil {
 			return err
 		}
 		lf.placed = append(lf.placed, t)
@@ -419,7 +456,7 @@ func (e *extractor) hardLink(ls *layerState, h *tar.Header, p, prefix string, bu
 		}
 		fh := *h
 		fh.Size = lf.size(e)
-		if err := e.writeFile(pfd, base, e.roots[mi], local, p, src, &fh, buf); err != nil {
+		if err := e.writeFile(ls, pfd, base, e.roots[mi], local, p, nil, src, &fh, buf); err != nil {
 			return err
 		}
 		lf.placed = append(lf.placed, placement{mi, local})
@@ -483,6 +520,7 @@ func (ls *layerState) closeDirs() {
 		}
 		ls.dirs[i] = map[string]int{}
 	}
+	clear(ls.created)
 }
 
 // maxCachedDirs bounds the directory descriptors a layer keeps open.

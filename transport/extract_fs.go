@@ -2,7 +2,6 @@ package transport
 
 import (
 	"archive/tar"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -101,6 +99,7 @@ func (e *extractor) removeAt(ls *layerState, mi, pfd int, base, local string) er
 			if under(d, local) {
 				unix.Close(fd)
 				delete(ls.dirs[mi], d)
+				delete(ls.created, fd)
 			}
 		}
 		return e.roots[mi].RemoveAll(local)
@@ -108,9 +107,55 @@ func (e *extractor) removeAt(ls *layerState, mi, pfd int, base, local string) er
 	return fmt.Errorf("remove %s: %w", local, err)
 }
 
-func (e *extractor) writeFile(pfd int, base string, root *os.Root, local, p string, src io.Reader, h *tar.Header, buf []byte) error {
+// newFile is what a file created in a directory gets before any fchown or
+// fchmod: learnt (fstat) from the first file a layer creates there, so that
+// the next ones skip an fchown or fchmod that would change nothing (issue
+// 15: as many syscalls per file as tar -x less up to two). ok is false when
+// they may not: the directory has a default ACL (the mode a file is
+// created with is then not the one asked less the umask), the umask is
+// unknown, or the first file did not come out as expected.
+type newFile struct {
+	uid, gid uint32
+	ok       bool
+}
+
+// newFileIn returns what is known of files created in the directory pfd
+// (nil: create the next one and learn).
+func (ls *layerState) newFileIn(pfd int) *newFile {
+	return ls.created[pfd]
+}
+
+// learn records what the file fd, just created in pfd with mode asked,
+// came out as.
+func (e *extractor) learn(ls *layerState, pfd, fd int, asked uint32) *newFile {
+	nf := &newFile{}
+	var st unix.Stat_t
+	if e.umask >= 0 && unix.Fstat(fd, &st) == nil && st.Mode&0o7777 == asked&^uint32(e.umask) {
+		nf.uid, nf.gid = st.Uid, st.Gid
+		_, err := unix.Fgetxattr(pfd, "system.posix_acl_default", nil)
+		nf.ok = err == unix.ENODATA || err == unix.EOPNOTSUPP
+	}
+	if ls.created == nil {
+		ls.created = map[int]*newFile{}
+	}
+	ls.created[pfd] = nf
+	return nf
+}
+
+// writeFile creates the file base in pfd and writes data, or h.Size bytes
+// of src through buf, then its owner, mode and times, on the raw
+// descriptor (no os.File per file: issue 15).
+func (e *extractor) writeFile(ls *layerState, pfd int, base string, root *os.Root, local, p string, data []byte, src io.Reader, h *tar.Header, buf []byte) error {
 	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(pfd, base, flags, 0o600)
+	// Created with its permission bits where the umask leaves them all
+	// (and no setuid, setgid, sticky: fchmod after fchown for those), else
+	// 0600 until the fchmod.
+	mode := uint32(h.Mode & 0o7777) // the tar bits 04000/02000/01000 are S_ISUID/S_ISGID/S_ISVTX
+	asked := uint32(0o600)
+	if e.umask >= 0 && mode&^0o777 == 0 && mode&uint32(e.umask) == 0 {
+		asked = mode
+	}
+	fd, err := unix.Openat(pfd, base, flags, asked)
 	if err == unix.EEXIST {
 		if err := unix.Unlinkat(pfd, base, 0); err != nil {
 			if err != unix.EISDIR && err != unix.EPERM {
@@ -120,44 +165,83 @@ func (e *extractor) writeFile(pfd int, base string, root *os.Root, local, p stri
 				return fmt.Errorf("replace %s: %w", p, err)
 			}
 		}
-		fd, err = unix.Openat(pfd, base, flags, 0o600)
+		fd, err = unix.Openat(pfd, base, flags, asked)
 	}
 	if err != nil {
 		return fmt.Errorf("create %s: %w", p, err)
 	}
-	f := os.NewFile(uintptr(fd), p)
+	nf := ls.newFileIn(pfd)
+	if nf == nil {
+		nf = e.learn(ls, pfd, fd, asked)
+	}
+	werr := func(op string, err error) error {
+		return fmt.Errorf("write %s: %w", p, &fs.PathError{Op: op, Path: p, Err: err})
+	}
 	var n int64
-	if br, ok := src.(*bytes.Reader); ok {
-		n, err = br.WriteTo(f)
+	if data != nil || h.Size == 0 {
+		if err = writeAll(fd, data); err != nil {
+			err = werr("write", err)
+		}
+		n = int64(len(data))
 	} else {
 		if buf == nil {
 			buf = make([]byte, 32<<10)
 		}
-		n, err = io.CopyBuffer(f, io.LimitReader(src, h.Size), buf)
+		for n < h.Size && err == nil {
+			m, rerr := src.Read(buf[:min(int64(len(buf)), h.Size-n)])
+			if m > 0 {
+				if err = writeAll(fd, buf[:m]); err != nil {
+					err = werr("write", err)
+				}
+				n += int64(m)
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil && err == nil {
+				err = rerr // a read error (network, archive) goes up as it is
+			}
+		}
 	}
 	if err == nil && n != h.Size {
 		err = &corruptError{fmt.Errorf("%s: short file (%d of %d bytes)", p, n, h.Size)}
 	}
-	if uid, gid, ok := e.owner(h.Uid, h.Gid); err == nil && ok {
-		if cerr := f.Chown(uid, gid); e.asRoot {
-			err = cerr
+	if uid, gid, ok := e.owner(h.Uid, h.Gid); err == nil && ok &&
+		!(nf.ok && (uid < 0 || uint32(uid) == nf.uid) && uint32(gid) == nf.gid) {
+		if cerr := unix.Fchown(fd, uid, gid); e.asRoot && cerr != nil {
+			err = werr("chown", cerr)
+		}
+	}
+	if err == nil && !(nf.ok && asked == mode) {
+		if cerr := unix.Fchmod(fd, mode); cerr != nil {
+			err = werr("chmod", cerr)
 		}
 	}
 	if err == nil {
-		err = f.Chmod(fileMode(h.Mode))
+		if cerr := futimens(fd, h.ModTime); cerr != nil {
+			err = fmt.Errorf("write %s: %w", p, cerr)
+		}
 	}
-	if err == nil {
-		err = futimens(int(f.Fd()), h.ModTime)
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = werr("close", cerr)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		var ce *corruptError
-		if errors.As(err, &ce) || isReadErr(err) {
+	return err
+}
+
+// writeAll writes b to fd.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
 			return err
 		}
-		return fmt.Errorf("write %s: %w", p, err)
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b = b[n:]
 	}
 	return nil
 }
@@ -171,11 +255,6 @@ func futimens(fd int, t time.Time) error {
 		return &fs.PathError{Op: "futimens", Path: "", Err: errno}
 	}
 	return nil
-}
-
-func isReadErr(err error) bool {
-	var pe *fs.PathError
-	return !errors.As(err, &pe) && !errors.Is(err, syscall.ENOSPC)
 }
 
 // finish applies directory modes, owners and times, deepest first, after
