@@ -181,6 +181,13 @@ func TestSymlinksStoredVerbatimNeverFollowed(t *testing.T) {
 // pushRaw pushes a crafted single-layer delta (hostile content through the
 // whole pull path).
 func pushRaw(t *testing.T, e *env, tag string, layer []byte, mediaType string) {
+	cfg, err := encodeConfig(nil, nil, nil)
+	require.NoError(t, err)
+	pushCrafted(t, e, tag, cfg, layer, mediaType)
+}
+
+// pushCrafted pushes a delta made of this config and one layer, as given.
+func pushCrafted(t *testing.T, e *env, tag string, cfg, layer []byte, mediaType string) {
 	ctx := context.Background()
 	o := e.reg.opts(t, e.repo)
 	require.NoError(t, o.setDefaults())
@@ -189,8 +196,6 @@ func pushRaw(t *testing.T, e *env, tag string, layer []byte, mediaType string) {
 	ld := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(layer), Size: int64(len(layer)),
 		Annotations: map[string]string{AnnotationTitle: "ws-000"}}
 	_, err = c.pushBlob(ctx, ld, func() io.Reader { return bytes.NewReader(layer) })
-	require.NoError(t, err)
-	cfg, err := encodeConfig(nil, nil, nil)
 	require.NoError(t, err)
 	cd := ocispec.Descriptor{MediaType: ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
 	_, err = c.pushBlob(ctx, cd, func() io.Reader { return bytes.NewReader(cfg) })

@@ -2,10 +2,8 @@ package transport
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +12,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -224,28 +220,6 @@ func TestNonRootPullAndTheWorkspaceRoot(t *testing.T) {
 	requireDir(t, owned, 0o775|os.ModeSetgid, group, stamp, "a root the pull's user owns, in a group it is in")
 }
 
-// pushRawConfig pushes a crafted delta with the given config and one layer.
-func pushRawConfig(t *testing.T, e *env, tag string, cfg, layer []byte) {
-	ctx := context.Background()
-	o := e.reg.opts(t, e.repo)
-	require.NoError(t, o.setDefaults())
-	c, err := newClient(&o)
-	require.NoError(t, err)
-	ld := ocispec.Descriptor{MediaType: MediaTypeTar, Digest: digest.FromBytes(layer), Size: int64(len(layer)),
-		Annotations: map[string]string{AnnotationTitle: "ws-000"}}
-	_, err = c.pushBlob(ctx, ld, func() io.Reader { return bytes.NewReader(layer) })
-	require.NoError(t, err)
-	cd := ocispec.Descriptor{MediaType: ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	_, err = c.pushBlob(ctx, cd, func() io.Reader { return bytes.NewReader(cfg) })
-	require.NoError(t, err)
-	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		ArtifactType: ArtifactType, Config: cd, Layers: []ocispec.Descriptor{ld}}
-	mb, err := jsonMarshal(m)
-	require.NoError(t, err)
-	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
-	require.NoError(t, c.repo.Manifests().PushReference(ctx, md, bytes.NewReader(mb), tag))
-}
-
 // The workspace root can never be deleted, nor replaced by a file or a
 // symlink: such entries are refused as corrupt, and nothing is written
 // outside the mount (nor the root's mode changed).
@@ -290,7 +264,7 @@ func TestHostileWorkspaceRoot(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			tag := "evil-" + digest.FromString(name).Encoded()[:12]
-			pushRawConfig(t, e, tag, []byte(cfg), layer)
+			pushCrafted(t, e, tag, []byte(cfg), layer, MediaTypeTar)
 			parent := t.TempDir()
 			mnt := filepath.Join(parent, "mount")
 			require.NoError(t, os.Mkdir(mnt, 0o777))
