@@ -22,6 +22,15 @@
 # that commit's step too (its budget case with GOMEMLIMIT=96MiB, what a
 # 128 MiB container gives it); BENCH_REPS=N (default 1) gives medians.
 #
+# `hack/bench-transport.sh tarx` times our pull of the 20 000 small files
+# (BENCH_SETS=many: 200 000) against the floor of file creation on this
+# disk: `tar -x` of the same files from a local tar, and `zstd -dc | tar -x`
+# (zstd CLI, if present), interleaved with our pull (and BENCH_BASE's), each
+# BENCH_REPS times (default 5), after a `sync`; trees are deleted only at
+# the end. It prints the median wall and CPU (user + system) seconds.
+# BENCH_DIR chooses the file system (the data, the registry and the pulled
+# trees go there).
+#
 # `hack/bench-transport.sh link` (or BENCH_LINK="lo 1g 100m") runs
 # hack/bench/link.sh instead: ours (zstd, gzip, none; concurrency 1/4/8) vs
 # oras vs "the floor" (tar | zstd -T0, the link's raw transfer time, tar -x)
@@ -48,7 +57,7 @@ go build -trimpath -o "$WORK/oci-transport-step" ./cmd/oci-transport-step
 go build -o "$WORK/benchdata" ./test/transport/benchdata
 STEP=$WORK/oci-transport-step
 BASE_STEP=
-if [ "$MODE" = rss ] && [ -n "${BENCH_BASE:-}" ]; then
+if { [ "$MODE" = rss ] || [ "$MODE" = tarx ]; } && [ -n "${BENCH_BASE:-}" ]; then
   mkdir -p "$WORK/base-src"
   git archive "$BENCH_BASE" | tar -x -C "$WORK/base-src"
   (cd "$WORK/base-src" && go build -trimpath -o "$WORK/base-step" ./cmd/oci-transport-step)
@@ -74,6 +83,54 @@ YAML
 "$REGISTRY" serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
 REG_PID=$!
 for _ in $(seq 100); do curl -fs "http://$ADDR/v2/" > /dev/null 2>&1 && break; sleep 0.1; done
+
+if [ "$MODE" = tarx ]; then
+  [ -x /usr/bin/time ] || { echo "tarx needs GNU time (/usr/bin/time)" >&2; exit 1; }
+  set=${BENCH_SETS:-small}
+  echo "generating $set in $WORK ..." >&2
+  "$WORK/benchdata" "$set" "$WORK/data/$set"
+  tar -cf "$WORK/$set.tar" -C "$WORK/data/$set" .
+  ZSTD=$(command -v zstd || true)
+  if [ -n "$ZSTD" ]; then "$ZSTD" -q -T0 "$WORK/$set.tar" -o "$WORK/$set.tar.zst"; fi
+  "$STEP" push --registry "$ADDR" --plain-http --repository bench/tarx --tag t --task t \
+    --mount "$WORK/data/$set" --state "$WORK/state/tarx-push" 2> "$WORK/tarx-push.log" ||
+    { cat "$WORK/tarx-push.log" >&2; exit 1; }
+  cases=(tar-x)
+  if [ -n "$ZSTD" ]; then cases+=(zstd-tar-x); fi
+  if [ -n "$BASE_STEP" ]; then cases+=(base); fi
+  cases+=(new)
+  k=0
+  run() { # case -> "wall cpu"
+    local dst=$WORK/out/tarx-$((k++)) step=$STEP
+    mkdir -p "$dst"
+    sync
+    case $1 in
+      tar-x) /usr/bin/time -f '%e %U %S' -o "$WORK/t" tar -xf "$WORK/$set.tar" -C "$dst" ;;
+      zstd-tar-x) /usr/bin/time -f '%e %U %S' -o "$WORK/t" sh -c '"$0" -dcq "$1" | tar -xf - -C "$2"' "$ZSTD" "$WORK/$set.tar.zst" "$dst" ;;
+      *)
+        if [ "$1" = base ]; then step=$BASE_STEP; fi
+        /usr/bin/time -f '%e %U %S' -o "$WORK/t" "$step" pull --registry "$ADDR" --plain-http --repository bench/tarx \
+          --from t --mount "$dst/ws" --state "$dst/st" 2> "$WORK/tarx-pull.log" || { cat "$WORK/tarx-pull.log" >&2; exit 1; }
+        diff -r "$WORK/data/$set" "$dst/ws" > /dev/null || { echo "MISMATCH after pull ($1)" >&2; exit 1; }
+        ;;
+    esac
+    awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$WORK/t"
+  }
+  median() { sort -n | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'; }
+  load0=$(cut -d' ' -f1-3 /proc/loadavg)
+  for _ in $(seq "${BENCH_REPS:-5}"); do
+    for c in "${cases[@]}"; do echo "$c $(run "$c")" >> "$WORK/tarx"; done
+  done
+  printf '\n%-12s %10s %10s   %s\n' case "wall s" "CPU s" "all wall s"
+  for c in "${cases[@]}"; do
+    w=$(awk -v c="$c" '$1 == c { print $2 }' "$WORK/tarx" | median)
+    u=$(awk -v c="$c" '$1 == c { print $3 }' "$WORK/tarx" | median)
+    printf '%-12s %10s %10s   %s\n' "$c" "$w" "$u" "$(awk -v c="$c" '$1 == c { printf "%s ", $2 }' "$WORK/tarx")"
+  done
+  echo "set $set, medians of ${BENCH_REPS:-5} interleaved runs; CPU = user + system"
+  echo "cpus: $(nproc), load before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 
 if [ "$MODE" = rss ]; then
   # peak RSS (KiB) and wall seconds of a command: GNU time when present,
