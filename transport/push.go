@@ -119,6 +119,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 	}
 	base.applyViews(mounts)
 	var skipped scanned
+	defer skipped.restoreDirs(log)
 	cur, err := scanMounts(mounts, true, &skipped)
 	if err != nil {
 		return nil, err
@@ -514,7 +515,7 @@ func writeTar(w io.Writer, pl layerPlan) error {
 			return fmt.Errorf("%s: %w", r.path, err)
 		}
 		if h.Typeflag == tar.TypeReg && r.size > 0 {
-			f, err := openLong(pl.roots[r.mnt].src(r))
+			f, err := openFileLent(pl.roots[r.mnt].src(r), r)
 			if err != nil {
 				return fmt.Errorf("read %s: %w", r.path, err)
 			}

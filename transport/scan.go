@@ -113,6 +113,7 @@ type scanned struct {
 	mu          sync.Mutex
 	sockets     int
 	firstSocket string
+	lent        []lentDir // directories the push widened to read (lend.go)
 }
 
 func (s *scanned) socket(p string) {
@@ -211,7 +212,12 @@ func (w *walker) walk(fd int, dir, rel string, lead int) ([]record, error) {
 		if r.typ != typeDir {
 			continue
 		}
-		cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		var cfd int
+		if w.forPush {
+			cfd, err = w.skipped.openDirLent(fd, name, full, &recs[len(recs)-1])
+		} else {
+			cfd, err = unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", full, err)
 		}
