@@ -74,6 +74,23 @@ func TestNonRootPushReadsItsOwnUnreadableEntries(t *testing.T) {
 	require.Equal(t, before, snapshot(t, ws), "the push gave every mode back")
 	got := e.task("check", []string{"fixtures"}, func(string) {})
 	require.Equal(t, before, snapshot(t, got), "the delta holds the entries as the task left them")
+
+	// the next task, as the same user: its pull makes the 000 directory
+	// and must still stat what is in it for its baseline
+	pulled, state2 := filepath.Join(base, "pulled"), filepath.Join(base, "state2")
+	require.NoError(t, os.Mkdir(pulled, 0o777))
+	require.NoError(t, os.Chmod(pulled, 0o777))
+	require.NoError(t, os.Mkdir(state2, 0o777))
+	require.NoError(t, os.Chmod(state2, 0o777))
+	pullArgs, _ := json.Marshal(nonRootPull{Registry: e.reg.addr, Repository: e.repo, From: []string{"fixtures"}, Dir: pulled, State: state2})
+	child = exec.Command(bin, "-test.run=^TestHelperNonRootPull$", "-test.count=1")
+	child.Dir = base
+	child.Env = []string{"NONROOT_PULL=" + string(pullArgs), "PATH=" + os.Getenv("PATH")}
+	child.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: user, Gid: user}}
+	out, err = child.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "PULLED")
+	require.Equal(t, before, snapshot(t, pulled), "a non-root pull gives the modes back after its baseline")
 }
 
 type nonRootPush struct {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,8 +99,42 @@ func appendRecord(b []byte, r *record) []byte {
 // root one directory at a time without following a symlink.
 type baselineFinder struct {
 	mounts []*mount
-	dirs   []map[string]int // per mount: open directories
+	dirs   []map[string]int // per mount: open directories (O_PATH)
 	w      walker
+	// lent are directories of the pull's own user without search
+	// permission (mode 000), widened to stat what is in them (lend.go)
+	lent []lentDir
+}
+
+// finderDirFlags open a directory only to look up names in it: O_PATH needs
+// no read permission on it (a 0300 dropbox), only search on its parent.
+const finderDirFlags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// lendSearch gives the pull's user search permission on a directory it owns
+// and cannot search (a 000 directory the deltas made), to be given back by
+// restore: the baseline must stat what is in it, as the scan did as root.
+func (f *baselineFinder) lendSearch(pfd int, base, full string, fd int) {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&0o100 != 0 || !lendable(st.Uid) {
+		return
+	}
+	mode := st.Mode & 0o7777
+	if unix.Fchmodat(pfd, base, mode|0o100, 0) == nil {
+		f.lent = append(f.lent, lentDir{path: full, mode: mode})
+	}
+}
+
+// restore gives lent directories their modes back, innermost first.
+func (f *baselineFinder) restore() error {
+	slices.SortFunc(f.lent, func(a, b lentDir) int { return len(b.path) - len(a.path) })
+	var first error
+	for _, d := range f.lent {
+		if err := unix.Chmod(d.path, d.mode); err != nil && first == nil {
+			first = fmt.Errorf("giving %s its mode back: %w", d.path, err)
+		}
+	}
+	f.lent = nil
+	return first
 }
 
 func newBaselineFinder(mounts []*mount) *baselineFinder {
@@ -130,7 +165,7 @@ func (f *baselineFinder) dir(mi int, local string) (fd int, ok bool, err error) 
 		f.close()
 	}
 	if local == "" {
-		fd, err := unix.Open(f.mounts[mi].abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(f.mounts[mi].abs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return -1, false, fmt.Errorf("mount %s: %w", f.mounts[mi].abs, err)
 		}
@@ -142,9 +177,10 @@ func (f *baselineFinder) dir(mi int, local string) (fd int, ok bool, err error) 
 	if !ok || err != nil {
 		return -1, ok, err
 	}
-	fd, err = unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err = unix.Openat(pfd, base, finderDirFlags, 0)
 	switch err {
 	case nil:
+		f.lendSearch(pfd, base, filepath.Join(f.mounts[mi].abs, local), fd)
 		f.dirs[mi][local] = fd // the cache may have been cleared meanwhile
 		return fd, true, nil
 	case unix.ENOENT, unix.ENOTDIR, unix.ELOOP:
@@ -208,16 +244,20 @@ func (f *baselineFinder) find(p string) (r record, ok bool, err error) {
 // writePullBaseline writes the baseline: the manifests considered, the
 // views, and the record of every path in ws found on disk. It returns how
 // many records it wrote.
-func writePullBaseline(stateDir string, applied []string, mounts []*mount, ws *writtenSet) (int, error) {
+func writePullBaseline(stateDir string, applied []string, mounts []*mount, ws *writtenSet) (count int, err error) {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return 0, err
 	}
 	spill := &recordSpill{dir: stateDir}
 	defer spill.close()
-	count := 0
 	if ws != nil {
 		f := newBaselineFinder(mounts)
 		defer f.close()
+		defer func() {
+			if rerr := f.restore(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
 		var enc []byte
 		for _, k := range ws.sorted() {
 			r, ok, err := f.find(ws.path(&ws.ents[k]))
