@@ -518,7 +518,13 @@ func pipelineTasks(spec obj, params map[string]string) []*ptask {
 			for _, r := range list(t, "runAfter") {
 				pt.deps = append(pt.deps, r.(string))
 			}
-			for _, k := range []string{"params", "when", "matrix"} {
+			// Tekton orders a task after every task whose results it
+			// references: in params, when and matrix, and in an embedded
+			// taskSpec (propagated results, `$(tasks.checkout.results.commit)`
+			// in a step's script with no param in between; outside case
+			// propagated-result-orders-tasks, where the harness alone missed
+			// the edges and judged the right converted views wrong).
+			for _, k := range []string{"params", "when", "matrix", "taskSpec"} {
 				b, _ := json.Marshal(t[k])
 				for _, mm := range depRE.FindAllStringSubmatch(string(b), -1) {
 					pt.deps = append(pt.deps, mm[1])
