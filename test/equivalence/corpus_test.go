@@ -50,6 +50,12 @@ func TestCorpusOnLocalVolume(t *testing.T) {
 				t.Skip("213 MB: left to the cluster")
 			case "limitrange-2gib":
 				t.Skip("2 GiB: left to the cluster")
+			case "workspace-root-metadata":
+				// seal chmods its subPath view's own directory, which no
+				// view lists (views are relative to their root): the model
+				// sees the change first in audit's before-view and calls it
+				// a pod-start change, which this runner's check refuses
+				t.Skip("a change of a subPath view's own directory is seen by the next task only: left to the cluster")
 			}
 			runLocally(t, f, bin)
 		})
@@ -94,6 +100,14 @@ func runLocally(t *testing.T, file, bin string) {
 			}
 			if setsUser(m(pt, "taskSpec")) {
 				t.Skip("steps with their own securityContext run as their user only in a pod")
+			}
+			if m(pt, "matrix") != nil && m(pt, "matrix")["include"] != nil {
+				t.Skip("matrix include: Tekton's expansion is left to the cluster")
+			}
+			for _, w := range list(m(pt, "taskSpec"), "workspaces") {
+				if w.(obj)["optional"] == true {
+					t.Skip("optional workspaces: which Tekton binds is left to the cluster")
+				}
 			}
 			if setsWorkingDir(m(pt, "taskSpec")) {
 				t.Skip("a step's workingDir is made and entered by the container runtime: left to the cluster")
