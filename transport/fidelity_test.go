@@ -212,6 +212,15 @@ func TestSubPathThroughSymlink(t *testing.T) {
 	_, err = Pull(context.Background(), PullOptions{Options: e.reg.opts(t, e.repo), From: []string{"abs"},
 		Mounts: []Mount{{Dir: t.TempDir(), SubPath: "etc"}}, StateDir: t.TempDir()})
 	require.ErrorContains(t, err, "outside the workspace")
+
+	// two subPaths of one task that meet through a symlink (current ->
+	// releases/v1 and releases) are one directory on a PVC and two in the
+	// pod: refused before the steps run, not a silently different tree
+	_, err = Pull(context.Background(), PullOptions{Options: e.reg.opts(t, e.repo), From: []string{"release"},
+		Mounts: []Mount{{Dir: t.TempDir(), SubPath: "releases"}, {Dir: t.TempDir(), SubPath: "current"}}, StateDir: t.TempDir()})
+	require.ErrorContains(t, err, "one place of the workspace through its symlinks")
+	// apart after resolution too: fine
+	e.pull([]string{"release"}, t.TempDir(), Mount{Dir: t.TempDir(), SubPath: "releases/v2"}, Mount{Dir: t.TempDir(), SubPath: "current"})
 }
 
 // Paths longer than PATH_MAX (deep trees built with relative renames) push

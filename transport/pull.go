@@ -235,6 +235,31 @@ func resolveViews(mounts []*mount, deltas []*delta) error {
 		m.view = v
 	}
 	markCovered(mounts)
+	return checkAliasedViews(mounts)
+}
+
+// checkAliasedViews refuses two views whose subPaths are apart but meet
+// through the workspace's symlinks (`releases` and `current ->
+// releases/v1`) and are two directories here. On a PVC the kubelet
+// resolves both into one volume, so the task sees its writes through either
+// name; in this pod the kubelet made both subPath directories in the
+// emptyDir before any symlink existed, so they are apart and no pull can
+// join them (outside case subpath-symlink-aliases-in-one-task: the task's
+// own writes through one name were missing through the other). Failing here
+// says so before the task's steps run, instead of a silently different tree.
+func checkAliasedViews(mounts []*mount) error {
+	for i, a := range mounts {
+		for _, b := range mounts[i+1:] {
+			if a.covered || b.covered || !viewsOverlap(a.view, b.view) {
+				continue
+			}
+			sa, sb := strings.Trim(a.SubPath, "/"), strings.Trim(b.SubPath, "/")
+			if sa == "" || sb == "" || under(sa, sb) || under(sb, sa) {
+				continue // views the task declared overlapping: the covered logic's
+			}
+			return fmt.Errorf("subPaths %q and %q are one place of the workspace through its symlinks (%q and %q), as the kubelet resolves them on a PVC, but two directories in this pod: the task could not see its writes through both; run it on a PVC (opt-in label \"false\" on the run)", a.SubPath, b.SubPath, a.view, b.view)
+		}
+	}
 	return nil
 }
 
