@@ -57,3 +57,21 @@ func TestDeltaConfigVersion1(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(`{"version":1,"deletions":["a","b/c"],"symlinks":{"cur":"v1"}}`), &c))
 	require.Equal(t, deltaConfig{Version: 1, Deletions: []string{"a", "b/c"}, Symlinks: map[string]string{"cur": "v1"}}, c)
 }
+
+// Any byte string is a Linux name: a delta config must give back exactly
+// the deletions and symlinks it was given, and stay valid JSON.
+func FuzzDeltaConfigRoundTrip(f *testing.F) {
+	f.Add("caf\xe9.txt", "link", "releases/v1")
+	f.Add("a/b", "\xff\xfe", "t\x00")
+	f.Add("", "", "")
+	f.Fuzz(func(t *testing.T, deletion, link, target string) {
+		in := deltaConfig{Deletions: []string{deletion, "plain"}, Symlinks: map[string]string{link: target, "l": "t"}}
+		b, err := json.Marshal(in)
+		require.NoError(t, err)
+		require.True(t, json.Valid(b))
+		var got deltaConfig
+		require.NoError(t, json.Unmarshal(b, &got))
+		require.ElementsMatch(t, in.Deletions, got.Deletions)
+		require.Equal(t, in.Symlinks, got.Symlinks)
+	})
+}
