@@ -95,6 +95,7 @@ FUZZFLAGS = -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s -timeout 0
 fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz FuzzPipelineRun ./transform/
 	$(GO) test $(FUZZFLAGS) -fuzz FuzzExtract ./transport/
+	$(GO) test $(FUZZFLAGS) -fuzz FuzzDeltaConfigRoundTrip ./transport/
 
 clean:
 	rm -rf $(BIN)
