@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -53,21 +52,10 @@ func TestNonRootPullGivesTheGroups(t *testing.T) {
 	require.NoError(t, os.Mkdir(state, 0o777))
 	require.NoError(t, os.Chmod(state, 0o777))
 
-	args, _ := json.Marshal(nonRootPull{Registry: e.reg.addr, Repository: e.repo, From: []string{"build"}, Dir: dst, State: state})
-	// the test binary, where the other user can run it (go test's build
-	// directory is root's alone)
-	self, err := os.ReadFile(os.Args[0])
-	require.NoError(t, err)
-	bin := filepath.Join(base, "transport.test")
-	require.NoError(t, os.WriteFile(bin, self, 0o755))
-	child := exec.Command(bin, "-test.run=^TestHelperNonRootPull$", "-test.count=1")
-	child.Dir = base
-	// REGISTRY_BIN unset: the child uses this test's registry, starts none
-	child.Env = []string{"NONROOT_PULL=" + string(args), "PATH=" + os.Getenv("PATH")}
-	child.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: user, Gid: 0, Groups: []uint32{fsGroup}}}
-	out, err := child.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "PULLED")
+	out := runTestAs(t, base, "TestHelperNonRootPull", "NONROOT_PULL",
+		nonRootPull{Registry: e.reg.addr, Repository: e.repo, From: []string{"build"}, Dir: dst, State: state},
+		&syscall.Credential{Uid: user, Gid: 0, Groups: []uint32{fsGroup}})
+	require.Contains(t, out, "PULLED")
 
 	for p, want := range map[string]struct {
 		gid  uint32

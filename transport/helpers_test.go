@@ -2,16 +2,20 @@ package transport
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 type tWriter struct{ t testing.TB }
@@ -98,3 +102,27 @@ func randomFile(t testing.TB, path string, size int64, seed uint64) {
 var fixedTime = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
 
 func statT(fi os.FileInfo) *syscall.Stat_t { return fi.Sys().(*syscall.Stat_t) }
+
+// runTestAs runs this test binary's test named test as another user, with
+// the JSON of arg in the environment variable env, from dir (which that user
+// must be able to enter), and returns its output. The binary is copied into
+// dir first: go test's build directory is root's alone. REGISTRY_BIN is not
+// passed: the child uses the caller's registry and starts none.
+func runTestAs(t *testing.T, dir, test, env string, arg any, cred *syscall.Credential) string {
+	t.Helper()
+	b, err := json.Marshal(arg)
+	require.NoError(t, err)
+	bin := filepath.Join(dir, "transport.test")
+	if _, err := os.Stat(bin); err != nil {
+		self, err := os.ReadFile(os.Args[0])
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(bin, self, 0o755))
+	}
+	child := exec.Command(bin, "-test.run=^"+test+"$", "-test.count=1")
+	child.Dir = dir
+	child.Env = []string{env + "=" + string(b), "PATH=" + os.Getenv("PATH")}
+	child.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	out, err := child.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return string(out)
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -58,18 +57,10 @@ func TestNonRootPushReadsItsOwnUnreadableEntries(t *testing.T) {
 	require.NoError(t, os.Chmod(filepath.Join(ws, "dropbox"), 0o300))
 	before := snapshot(t, ws)
 
-	args, _ := json.Marshal(nonRootPush{Registry: e.reg.addr, Repository: e.repo, Dir: ws, State: state})
-	self, err := os.ReadFile(os.Args[0])
-	require.NoError(t, err)
-	bin := filepath.Join(base, "transport.test")
-	require.NoError(t, os.WriteFile(bin, self, 0o755))
-	child := exec.Command(bin, "-test.run=^TestHelperNonRootPush$", "-test.count=1")
-	child.Dir = base
-	child.Env = []string{"NONROOT_PUSH=" + string(args), "PATH=" + os.Getenv("PATH")}
-	child.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: user, Gid: user}}
-	out, err := child.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "PUSHED")
+	as := &syscall.Credential{Uid: user, Gid: user}
+	out := runTestAs(t, base, "TestHelperNonRootPush", "NONROOT_PUSH",
+		nonRootPush{Registry: e.reg.addr, Repository: e.repo, Dir: ws, State: state}, as)
+	require.Contains(t, out, "PUSHED")
 
 	require.Equal(t, before, snapshot(t, ws), "the push gave every mode back")
 	got := e.task("check", []string{"fixtures"}, func(string) {})
@@ -82,14 +73,9 @@ func TestNonRootPushReadsItsOwnUnreadableEntries(t *testing.T) {
 	require.NoError(t, os.Chmod(pulled, 0o777))
 	require.NoError(t, os.Mkdir(state2, 0o777))
 	require.NoError(t, os.Chmod(state2, 0o777))
-	pullArgs, _ := json.Marshal(nonRootPull{Registry: e.reg.addr, Repository: e.repo, From: []string{"fixtures"}, Dir: pulled, State: state2})
-	child = exec.Command(bin, "-test.run=^TestHelperNonRootPull$", "-test.count=1")
-	child.Dir = base
-	child.Env = []string{"NONROOT_PULL=" + string(pullArgs), "PATH=" + os.Getenv("PATH")}
-	child.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: user, Gid: user}}
-	out, err = child.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "PULLED")
+	out = runTestAs(t, base, "TestHelperNonRootPull", "NONROOT_PULL",
+		nonRootPull{Registry: e.reg.addr, Repository: e.repo, From: []string{"fixtures"}, Dir: pulled, State: state2}, as)
+	require.Contains(t, out, "PULLED")
 	require.Equal(t, before, snapshot(t, pulled), "a non-root pull gives the modes back after its baseline")
 }
 
