@@ -252,10 +252,24 @@ func transientNetwork(err error) bool {
 // attempt with a 5xx: only its own log names the cause. zot answers a bare
 // 500, no body, when its storage is full ("no space left on device" is in
 // its log only), so the status alone would leave a user guessing.
+//
+// A registry whose storage fills up while a blob streams in may instead
+// keep fewer bytes than it was sent and answer the upload's last request
+// 400 DIGEST_INVALID (zot on a full volume in the registry-full fault): not
+// our bytes, which the digest was computed from, but its storage; said so,
+// since "digest invalid" alone points at the client.
 func serverErrorHint(err error) string {
 	var er *errcode.ErrorResponse
-	if errors.As(err, &er) && er.StatusCode >= 500 {
+	if !errors.As(err, &er) {
+		return ""
+	}
+	if er.StatusCode >= 500 {
 		return "; the registry failed every attempt: its own log says why (zot answers a bare 500 when its storage is full)"
+	}
+	for _, e := range er.Errors {
+		if e.Code == "DIGEST_INVALID" {
+			return "; the registry kept other bytes than this step sent (the digest is of what was sent): its storage may be full or failing, its own log says why"
+		}
 	}
 	return ""
 }
@@ -271,7 +285,7 @@ func (c *client) withRetry(ctx context.Context, what string, fn func() error) er
 			if err != nil && attempt > 0 {
 				err = fmt.Errorf("%s (after %d attempts): %w%s", what, attempt+1, err, serverErrorHint(err))
 			} else if err != nil {
-				err = fmt.Errorf("%s: %w", what, err)
+				err = fmt.Errorf("%s: %w%s", what, err, serverErrorHint(err))
 			}
 			return err
 		}

@@ -44,3 +44,39 @@ func TestPushServerErrorSaysWhereToLook(t *testing.T) {
 		}
 	}
 }
+
+// A registry whose storage fills while a blob streams in may keep fewer
+// bytes and answer the upload's last request 400 DIGEST_INVALID (zot on a
+// full volume, seen in the registry-full fault): the push fails at once
+// (a 4xx) and says the registry's storage, not the step, is the suspect.
+func TestPushDigestInvalidSaysWhereToLook(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+		case r.Method == http.MethodHead:
+			w.WriteHeader(http.StatusNotFound) // no blob yet
+		case r.Method == http.MethodPost:
+			w.Header().Set("Location", "/v2/full/disk/blobs/uploads/u1")
+			w.WriteHeader(http.StatusAccepted)
+		default: // the upload's PATCH or PUT: stored short
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}`))
+		}
+	}))
+	defer srv.Close()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Registry: strings.TrimPrefix(srv.URL, "http://"), Repository: "full/disk", PlainHTTP: true, Retries: 2, RetryBaseDelay: 10 * time.Millisecond, Log: testLogger(t)}
+	_, err := Push(context.Background(), PushOptions{Options: o, Tag: "t", Task: "t", Mounts: []Mount{{Dir: src}}, StateDir: t.TempDir()})
+	if err == nil {
+		t.Fatal("the push succeeded against a registry that keeps other bytes")
+	}
+	for _, want := range []string{"400", "DIGEST_INVALID", "its storage may be full or failing, its own log says why"} {
+		if !strings.Contains(strings.ReplaceAll(err.Error(), "digest invalid", "DIGEST_INVALID"), want) {
+			t.Errorf("no %q in: %v", want, err)
+		}
+	}
+}

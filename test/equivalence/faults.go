@@ -318,7 +318,8 @@ func pullSummary(tr *taskRun) string {
 // fullProblems checks the outcome the registry-full fault must have, instead
 // of equivalence (the PVC run has no registry to fill): the PVC run
 // succeeded; in the converted run `full`'s push failed, after its retries,
-// naming the registry's answer (zot answers 500 when its disk is full) and
+// naming the registry's answer (zot answers 500 when its disk is full, or
+// 400 DIGEST_INVALID when it filled while a blob streamed in) and
 // saying that the registry's log has the cause, and
 // the run failed; every finally task pulled what the tasks before left, from
 // the full registry, whole, and its own steps (which check the data) passed:
@@ -336,8 +337,12 @@ func fullProblems(pvc, oci *runResult, full string, tasks []*ptask) []string {
 		for name, st := range tr.steps {
 			if strings.HasPrefix(name, "oci-transport-push-") && st.terminated && st.exitCode == 1 {
 				log := tr.logs[name]
-				if !strings.Contains(log, "push failed") || !strings.Contains(log, "500") || !strings.Contains(log, "its own log says why") {
-					out = append(out, fmt.Sprintf("%s: step %s exited 1 without saying the registry refused the push (HTTP 500) and where to look: %q", tr.name, name, lastLine(log)))
+				// zot answers 500 when the disk is full at a request, or
+				// keeps a blob short and answers its last request 400
+				// DIGEST_INVALID when it filled while the blob streamed in
+				refused := strings.Contains(log, "500") || strings.Contains(log, "digest invalid")
+				if !strings.Contains(log, "push failed") || !refused || !strings.Contains(log, "its own log says why") {
+					out = append(out, fmt.Sprintf("%s: step %s exited 1 without saying the registry refused the push (HTTP 500, or 400 DIGEST_INVALID) and where to look: %q", tr.name, name, lastLine(log)))
 				}
 				pushFailed = true
 			}

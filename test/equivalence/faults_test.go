@@ -86,6 +86,17 @@ level=ERROR msg="push failed" exit=1 err="push blob sha256:2c (after 7 attempts)
 	if p := fullProblems(pvc, oci, "grow", tasks); len(p) != 0 {
 		t.Fatalf("the right outcome was refused: %q", p)
 	}
+	// zot filled while the blob streamed in: 400 DIGEST_INVALID, with the hint
+	digestInvalid := `level=ERROR msg="push failed" exit=1 err="push blob sha256:b2: PUT ...: response status code 400: digest invalid: provided digest did not match uploaded content; the registry kept other bytes than this step sent (the digest is of what was sent): its storage may be full or failing, its own log says why"`
+	pvc, oci = runs(1, digestInvalid, ok)
+	if p := fullProblems(pvc, oci, "grow", tasks); len(p) != 0 {
+		t.Fatalf("a DIGEST_INVALID refusal with the hint was refused: %q", p)
+	}
+	// the same answer without saying where to look
+	pvc, oci = runs(1, strings.Split(digestInvalid, "; the registry kept")[0]+`"`, ok)
+	if p := fullProblems(pvc, oci, "grow", tasks); len(p) != 1 {
+		t.Fatalf("problems = %q", p)
+	}
 	// a push that failed without naming the registry's answer
 	pvc, oci = runs(1, `level=ERROR msg="push failed" exit=1 err="scan: permission denied"`, ok)
 	if p := fullProblems(pvc, oci, "grow", tasks); len(p) != 1 || !strings.Contains(p[0], "HTTP 500") {
