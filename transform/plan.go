@@ -145,6 +145,17 @@ func planTasks(spec *v1.PipelineSpec, converted map[string]bool, resolved Resolv
 // sidecar, or an isolated workspace binding. Sidecars that do not use the
 // workspace (docker:dind, a mock server) are no reason.
 func checkSidecars(p *taskPlan) error {
+	if len(p.spec.Sidecars) == 0 {
+		return nil
+	}
+	raws := make([]string, len(p.spec.Sidecars)) // each sidecar's JSON, once
+	for i, sc := range p.spec.Sidecars {
+		raw, err := json.Marshal(sc)
+		if err != nil {
+			return fmt.Errorf("encoding sidecar %q of task %q: %w", sc.Name, p.name, err)
+		}
+		raws[i] = string(raw)
+	}
 	for _, b := range p.bindings {
 		ws := pipelineWorkspace(b)
 		if len(p.pullsFrom[ws]) == 0 {
@@ -154,12 +165,8 @@ func checkSidecars(p *taskPlan) error {
 		if d := p.declaration(b.Name); d != nil && d.MountPath != "" {
 			mountPath = d.MountPath
 		}
-		for _, sc := range p.spec.Sidecars {
-			raw, err := json.Marshal(sc)
-			if err != nil {
-				return fmt.Errorf("encoding sidecar %q of task %q: %w", sc.Name, p.name, err)
-			}
-			uses := strings.Contains(string(raw), "$(workspaces."+b.Name+".path)") || strings.Contains(string(raw), mountPath)
+		for i, sc := range p.spec.Sidecars {
+			uses := strings.Contains(raws[i], "$(workspaces."+b.Name+".path)") || strings.Contains(raws[i], mountPath)
 			for _, w := range sc.Workspaces {
 				uses = uses || w.Name == b.Name
 			}

@@ -26,12 +26,7 @@ func TestPushServerErrorSaysWhereToLook(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
 	defer srv.Close()
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	o := Options{Registry: strings.TrimPrefix(srv.URL, "http://"), Repository: "full/disk", PlainHTTP: true, Retries: 2, RetryBaseDelay: 10 * time.Millisecond, Log: testLogger(t)}
-	_, err := Push(context.Background(), PushOptions{Options: o, Tag: "t", Task: "t", Mounts: []Mount{{Dir: src}}, StateDir: t.TempDir()})
+	err := pushOneFileTo(t, srv)
 	if err == nil {
 		t.Fatal("the push succeeded against a registry that fails every request")
 	}
@@ -65,12 +60,7 @@ func TestPushDigestInvalidSaysWhereToLook(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	o := Options{Registry: strings.TrimPrefix(srv.URL, "http://"), Repository: "full/disk", PlainHTTP: true, Retries: 2, RetryBaseDelay: 10 * time.Millisecond, Log: testLogger(t)}
-	_, err := Push(context.Background(), PushOptions{Options: o, Tag: "t", Task: "t", Mounts: []Mount{{Dir: src}}, StateDir: t.TempDir()})
+	err := pushOneFileTo(t, srv)
 	if err == nil {
 		t.Fatal("the push succeeded against a registry that keeps other bytes")
 	}
@@ -79,4 +69,17 @@ func TestPushDigestInvalidSaysWhereToLook(t *testing.T) {
 			t.Errorf("no %q in: %v", want, err)
 		}
 	}
+}
+
+// pushOneFileTo pushes a one-file workspace to the test server srv, with
+// short retries, and returns the push's error.
+func pushOneFileTo(t *testing.T, srv *httptest.Server) error {
+	t.Helper()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Registry: strings.TrimPrefix(srv.URL, "http://"), Repository: "full/disk", PlainHTTP: true, Retries: 2, RetryBaseDelay: 10 * time.Millisecond, Log: testLogger(t)}
+	_, err := Push(context.Background(), PushOptions{Options: o, Tag: "t", Task: "t", Mounts: []Mount{{Dir: src}}, StateDir: t.TempDir()})
+	return err
 }
